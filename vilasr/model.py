@@ -19,8 +19,10 @@ image is given; the two agree unless a row is left-padded, where ours equals the
 KV cache (for the sampler's `lax.while_loop`). `cache = model.init_cache(batch, max_len)` makes a
 `KVCache` pytree of fixed-shape arrays:
 
-    k, v       tuple over layers of (B, kv_heads, max_len, head_dim) in the compute dtype
-               (heads-major, so attention reads the cache without transposing it each step)
+    k          tuple over layers of (B, kv_heads, head_dim, max_len) in the compute dtype: keys
+               stored transposed, so the score product q @ k^T reads them in matmul order
+    v          tuple over layers of (B, kv_heads, max_len, head_dim)
+               (both heads-major, so attention reads the cache without moving it each step)
     mask       (B, max_len) bool: slot holds a real (non-padding) token
     index      () int32: next slot to write (same for every row)
     next_pos   (B,) int32: rope position of the next token of each row
@@ -217,7 +219,8 @@ class KVCache:
         return self.mask.shape[1]
 
     # Logical axis names of each array (for `tpu/` shardings).
-    KV_AXES = ("batch", "kv_heads", "cache_length", "kv")
+    K_AXES = ("batch", "kv_heads", "kv", "cache_length")
+    V_AXES = ("batch", "kv_heads", "cache_length", "kv")
     MASK_AXES = ("batch", "cache_length")
 
 
@@ -263,39 +266,61 @@ def grouped_attention(q, kt, vt, mask, groups: int, dtype, causal: bool = False)
 CACHE_BLOCK = 256  # cache slots are read in blocks of this size; max_len is a multiple of it
 
 
-def cached_attention(q, ck, cv, mask, used, groups: int, dtype):
-    """GQA of a chunk over the (already updated) cache: q (B, L, H, D), ck/cv (B, KV, S, D),
-    mask (B, L, S) bool, `used` (traced) the number of slots written so far -> (B, L, H, D).
+def _reads_whole_cache(chunk_len: int) -> bool:
+    """Whether a chunk attends over the whole cache in one pass instead of block by block.
 
-    Only the cache blocks holding written slots are read, with a running (online) softmax, so a
-    decode step costs the length of the conversation so far, not the cache's capacity. The cache
-    is read with four-dimensional slices and contractions, never reshaped: a reshape makes
-    XLA:CPU fuse the in-place cache write into each reader, copying the whole cache every step.
+    Only for single-token decode steps on XLA:CPU, which copies every dynamically sliced block
+    before a library matmul reads it: there one pass over all `max_len` slots costs less than
+    the blocks' copies and loop overhead. The sampler keeps `max_len` close to what a turn
+    needs (GROWTH), so the slots read past the written ones stay bounded. Other backends (TPU)
+    slice in place and read only the written blocks.
+    """
+    return chunk_len == 1 and jax.default_backend() == "cpu"
+
+
+def cached_attention(q, ck, cv, mask, used, groups: int, dtype, whole: bool | None = None):
+    """GQA of a chunk over the (already updated) cache: q (B, L, H, D), ck (B, KV, D, S) (keys
+    transposed), cv (B, KV, S, D), mask (B, L, S) bool, `used` (traced) the number of slots
+    written so far -> (B, L, H, D).
+
+    By default only the cache blocks holding written slots are read, with a running (online)
+    softmax, so a step costs the length of the conversation so far, not the cache's capacity;
+    `whole` (default: `_reads_whole_cache`) reads every slot in one pass instead. The cache is
+    read with four-dimensional slices and contractions, never reshaped: a reshape makes XLA:CPU
+    fuse the in-place cache write into each reader, copying the whole cache every step.
     """
     b, l, h, d = q.shape
-    kv, s = ck.shape[1], ck.shape[2]
+    kv, s = ck.shape[1], ck.shape[3]
     n = l * groups
     qt = q.reshape(b, l, kv, groups, d).transpose(0, 2, 1, 3, 4).reshape(b, kv, n, d) * (d ** -0.5)
     rows = jnp.repeat(mask, groups, axis=1)[:, None]  # (B, 1, L*G, S); query rows in (L, G) order
 
-    def block(j, carry):
-        top, total, acc = carry
-        start = j * CACHE_BLOCK
-        kb = jax.lax.dynamic_slice(ck, (0, 0, start, 0), (b, kv, CACHE_BLOCK, d)).astype(dtype)
-        vb = jax.lax.dynamic_slice(cv, (0, 0, start, 0), (b, kv, CACHE_BLOCK, d)).astype(dtype)
-        mb = jax.lax.dynamic_slice(rows, (0, 0, 0, start), (b, 1, n, CACHE_BLOCK))
-        scores = jnp.einsum("bkqd,bksd->bkqs", qt, kb, preferred_element_type=jnp.float32)
+    def attend(kb, vb, mb):  # one block of keys: unnormalised (max, sum, sum of p @ v)
+        scores = jnp.einsum("bkqd,bkds->bkqs", qt, kb.astype(dtype), preferred_element_type=jnp.float32)
         scores = jnp.where(mb, scores, NEG_INF)
-        new_top = jnp.maximum(top, scores.max(-1, keepdims=True))
-        p = jnp.exp(scores - new_top)
-        scale = jnp.exp(top - new_top)
-        acc = acc * scale + jnp.einsum("bkqs,bksd->bkqd", p.astype(dtype), vb, preferred_element_type=jnp.float32)
-        return new_top, total * scale + p.sum(-1, keepdims=True), acc
+        top = scores.max(-1, keepdims=True)
+        p = jnp.exp(scores - top)
+        pv = jnp.einsum("bkqs,bksd->bkqd", p.astype(dtype), vb.astype(dtype), preferred_element_type=jnp.float32)
+        return top, p.sum(-1, keepdims=True), pv
 
-    init = (jnp.full((b, kv, n, 1), NEG_INF, jnp.float32), jnp.zeros((b, kv, n, 1), jnp.float32),
-            jnp.zeros((b, kv, n, d), jnp.float32))
-    blocks = jnp.minimum((used + CACHE_BLOCK - 1) // CACHE_BLOCK, s // CACHE_BLOCK)
-    _, total, acc = jax.lax.fori_loop(0, blocks, block, init)
+    if _reads_whole_cache(l) if whole is None else whole:
+        _, total, acc = attend(ck, cv, rows)
+    else:
+        def block(j, carry):
+            top, total, acc = carry
+            start = j * CACHE_BLOCK
+            kb = jax.lax.dynamic_slice(ck, (0, 0, 0, start), (b, kv, d, CACHE_BLOCK))
+            vb = jax.lax.dynamic_slice(cv, (0, 0, start, 0), (b, kv, CACHE_BLOCK, d))
+            mb = jax.lax.dynamic_slice(rows, (0, 0, 0, start), (b, 1, n, CACHE_BLOCK))
+            block_top, block_total, block_pv = attend(kb, vb, mb)
+            new_top = jnp.maximum(top, block_top)
+            old, new = jnp.exp(top - new_top), jnp.exp(block_top - new_top)
+            return new_top, total * old + block_total * new, acc * old + block_pv * new
+
+        init = (jnp.full((b, kv, n, 1), NEG_INF, jnp.float32), jnp.zeros((b, kv, n, 1), jnp.float32),
+                jnp.zeros((b, kv, n, d), jnp.float32))
+        blocks = jnp.minimum((used + CACHE_BLOCK - 1) // CACHE_BLOCK, s // CACHE_BLOCK)
+        _, total, acc = jax.lax.fori_loop(0, blocks, block, init)
     out = (acc / total).astype(dtype)
     return out.reshape(b, kv, l, groups, d).transpose(0, 2, 1, 3, 4).reshape(b, l, h, d)
 
@@ -329,10 +354,10 @@ class Attention(nnx.Module):
                                     causal=True)
             return self.o(out), None
         ck, cv = kv_cache
-        new_k = logical.constrain(jax.lax.dynamic_update_slice(ck, k.astype(ck.dtype), (0, 0, index, 0)),
-                                  KVCache.KV_AXES)
+        new_k = logical.constrain(
+            jax.lax.dynamic_update_slice(ck, k.swapaxes(2, 3).astype(ck.dtype), (0, 0, 0, index)), KVCache.K_AXES)
         new_v = logical.constrain(jax.lax.dynamic_update_slice(cv, v.astype(cv.dtype), (0, 0, index, 0)),
-                                  KVCache.KV_AXES)
+                                  KVCache.V_AXES)
         # the barrier keeps the write a separate, in-place step before the reads
         new_k, new_v = jax.lax.optimization_barrier((new_k, new_v))
         out = cached_attention(q, new_k, new_v, mask, index + l, self.groups, self.dtype)
@@ -401,9 +426,10 @@ class Qwen25VL(nnx.Module):
         t = self.config.text
         dtype = dtype or self.dtype
         max_len = -(-max_len // CACHE_BLOCK) * CACHE_BLOCK
-        shape = (batch, t.num_key_value_heads, max_len, t.head_dim)
-        zeros = tuple(jnp.zeros(shape, dtype) for _ in range(t.num_hidden_layers))
-        return KVCache(k=zeros, v=tuple(jnp.zeros(shape, dtype) for _ in range(t.num_hidden_layers)),
+        k_shape = (batch, t.num_key_value_heads, t.head_dim, max_len)
+        v_shape = (batch, t.num_key_value_heads, max_len, t.head_dim)
+        return KVCache(k=tuple(jnp.zeros(k_shape, dtype) for _ in range(t.num_hidden_layers)),
+                       v=tuple(jnp.zeros(v_shape, dtype) for _ in range(t.num_hidden_layers)),
                        mask=jnp.zeros((batch, max_len), bool), index=jnp.zeros((), jnp.int32),
                        next_pos=jnp.zeros((batch,), jnp.int32))
 

@@ -67,8 +67,9 @@ def grow_cache(cache: KVCache, max_len: int) -> KVCache:
     extra = max_len - cache.max_len
     if extra <= 0:
         return cache
-    kv_pad = lambda a: jnp.pad(a, [(0, 0), (0, 0), (0, extra), (0, 0)])  # noqa: E731  (B, KV, S, D)
-    return dataclasses.replace(cache, k=tuple(map(kv_pad, cache.k)), v=tuple(map(kv_pad, cache.v)),
+    k_pad = lambda a: jnp.pad(a, [(0, 0), (0, 0), (0, 0), (0, extra)])  # noqa: E731  (B, KV, D, S)
+    v_pad = lambda a: jnp.pad(a, [(0, 0), (0, 0), (0, extra), (0, 0)])  # noqa: E731  (B, KV, S, D)
+    return dataclasses.replace(cache, k=tuple(map(k_pad, cache.k)), v=tuple(map(v_pad, cache.v)),
                                mask=jnp.pad(cache.mask, [(0, 0), (0, extra)]))
 
 
@@ -90,17 +91,32 @@ def filter_logits(logits: jax.Array, cfg: SamplingConfig) -> jax.Array:
     return logits
 
 
+def first_argmax(logits: jax.Array) -> jax.Array:
+    """(B,) int32 index of each row's first largest entry, as `jnp.argmax` (no NaN handling).
+
+    Two plain reductions (max, then the smallest index holding it): XLA:CPU runs these several
+    times faster than argmax's single two-value reduction, which matters once per decode step.
+    """
+    vocab = logits.shape[-1]
+    top = logits.max(axis=-1, keepdims=True)
+    first = jnp.min(jnp.where(logits == top, jnp.arange(vocab, dtype=jnp.int32), vocab), axis=-1)
+    return jnp.minimum(first, vocab - 1)
+
+
 def pick_tokens(logits: jax.Array, keys: jax.Array, cfg: SamplingConfig) -> jax.Array:
     """(B,) int32 tokens for (B, V) float32 logits and (B,) per-row keys."""
     if cfg.is_greedy:
-        return jnp.argmax(logits, axis=-1).astype(jnp.int32)
+        return first_argmax(logits)
     return jax.vmap(jax.random.categorical)(keys, filter_logits(logits, cfg)).astype(jnp.int32)
 
 
 def token_logprobs(logits: jax.Array, tokens: jax.Array, cfg: SamplingConfig) -> jax.Array:
-    """(B,) log-probabilities of `tokens` under the untruncated sampling distribution."""
-    base = jax.nn.log_softmax(logits if cfg.is_greedy else logits / cfg.temperature, axis=-1)
-    return jnp.take_along_axis(base, tokens[:, None], axis=-1)[:, 0]
+    """(B,) log-probabilities of `tokens` under the untruncated sampling distribution
+    (`logit - logsumexp(logits)`, without materialising the whole log-softmax)."""
+    scaled = logits if cfg.is_greedy else logits / cfg.temperature
+    top = jax.lax.stop_gradient(scaled.max(axis=-1, keepdims=True))
+    log_total = jnp.log(jnp.sum(jnp.exp(scaled - top), axis=-1)) + top[:, 0]
+    return jnp.take_along_axis(scaled, tokens[:, None], axis=-1)[:, 0] - log_total
 
 
 def choose_tokens(logits: jax.Array, keys: jax.Array, cfg: SamplingConfig) -> tuple[jax.Array, jax.Array]:

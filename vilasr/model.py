@@ -263,7 +263,7 @@ def grouped_attention(q, kt, vt, mask, groups: int, dtype, causal: bool = False)
     return out.transpose(0, 2, 1, 3, 4).reshape(b, l, h, d)
 
 
-CACHE_BLOCK = 256  # cache slots are read in blocks of this size; max_len is a multiple of it
+CACHE_BLOCK = 128  # cache slots are read in blocks of this size; max_len is a multiple of it
 
 
 def _reads_whole_cache(chunk_len: int) -> bool:

@@ -11,10 +11,18 @@ from flax import nnx
 
 from drawing_ops import render
 from vilasr.config import Qwen25VLConfig
-from vilasr.model import Qwen25VL
+from vilasr.model import CACHE_BLOCK, Qwen25VL, cached_attention
 from vilasr.processor import Processor
 from vilasr.rollout import RolloutConfig, RolloutTask, _feedback_text, _prompt_text, _tokens, rollout
-from vilasr.sampler import SamplingConfig, choose_tokens, decode, filter_logits, prefill
+from vilasr.sampler import (
+    SamplingConfig,
+    choose_tokens,
+    decode,
+    filter_logits,
+    first_argmax,
+    prefill,
+    token_logprobs,
+)
 
 GREEDY = SamplingConfig(greedy=True)
 
@@ -77,6 +85,40 @@ def test_top_k_and_top_p_filtering():
     assert kept(SamplingConfig(top_p=0.1)) == [True, False, False, False]
     toks, _ = choose_tokens(jnp.repeat(logits, 64, 0), jax.random.split(jax.random.key(1), 64), SamplingConfig(top_k=1))
     assert set(np.asarray(toks).tolist()) == {0}
+
+
+@pytest.mark.parametrize("chunk", [1, 5])
+def test_whole_cache_and_blockwise_reads_agree(chunk):
+    # a cache of three blocks, two of them (partly) written; the second row is left-padded
+    b, kv, groups, d, slots = 2, 2, 2, 8, 3 * CACHE_BLOCK
+    used = CACHE_BLOCK + 40
+    rng = np.random.default_rng(0)
+    q = jnp.asarray(rng.normal(size=(b, chunk, kv * groups, d)), jnp.float32)
+    ck = jnp.asarray(rng.normal(size=(b, kv, d, slots)), jnp.float32)
+    cv = jnp.asarray(rng.normal(size=(b, kv, slots, d)), jnp.float32)
+    written = np.arange(slots) < used
+    real = np.stack([written, written & (np.arange(slots) >= 7)])
+    causal = np.arange(slots)[None, :] <= (used - chunk + np.arange(chunk))[:, None]  # (L, S)
+    mask = jnp.asarray(real[:, None, :] & causal[None])
+    whole = cached_attention(q, ck, cv, mask, used, groups, jnp.float32, whole=True)
+    blocks = cached_attention(q, ck, cv, mask, used, groups, jnp.float32, whole=False)
+    np.testing.assert_allclose(np.asarray(whole), np.asarray(blocks), rtol=1e-5, atol=1e-5)
+    # and both are plain softmax attention over the visible slots
+    scores = jnp.einsum("blkgd,bkds->blkgs", q.reshape(b, chunk, kv, groups, d), ck) * d ** -0.5
+    p = jax.nn.softmax(jnp.where(mask[:, :, None, None], scores, -jnp.inf), axis=-1)
+    want = jnp.einsum("blkgs,bksd->blkgd", p, cv).reshape(b, chunk, kv * groups, d)
+    np.testing.assert_allclose(np.asarray(whole), np.asarray(want), rtol=1e-5, atol=1e-5)
+
+
+def test_greedy_choice_and_logprobs_match_argmax_and_log_softmax():
+    logits = jnp.asarray(np.random.default_rng(1).normal(size=(6, 50)) * 4, jnp.float32)
+    logits = logits.at[2, 7].set(logits[2].max() + 1).at[2, 30].set(logits[2].max() + 1)  # a tie: first wins
+    np.testing.assert_array_equal(first_argmax(logits), jnp.argmax(logits, axis=-1))
+    tokens = jnp.arange(6, dtype=jnp.int32) * 7
+    for cfg in (GREEDY, SamplingConfig(temperature=0.7)):
+        scale = 1.0 if cfg.is_greedy else cfg.temperature
+        want = jnp.take_along_axis(jax.nn.log_softmax(logits / scale, axis=-1), tokens[:, None], axis=-1)[:, 0]
+        np.testing.assert_allclose(token_logprobs(logits, tokens, cfg), want, atol=1e-5)
 
 
 # ----------------------------------------------------------------------------- rollout exactness

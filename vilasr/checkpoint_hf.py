@@ -14,7 +14,9 @@ Loading reads one tensor at a time with `safetensors.safe_open(framework="numpy"
 casts it on the host, and places it: with a `mesh`, each device receives only its own shard via
 `jax.make_array_from_callback` on the `NamedSharding` derived from the parameter's logical names
 (rules from the `rules=` argument or the enclosing `nnx.logical_axis_rules`), so no device ever
-holds a full copy of a sharded tensor.
+holds a full copy of a sharded tensor. A mesh with Explicit axes (`jax.make_mesh`'s default) is
+used with its axes in Auto mode (`logical.auto_axes`): run sharded code under
+`jax.set_mesh(logical.auto_axes(mesh))`.
 """
 
 from __future__ import annotations
@@ -197,6 +199,7 @@ def load_pretrained(hf_dir, *, dtype=jnp.float32, param_dtype=None, mesh=None, r
     layout = "new" if any(k.startswith(("model.language_model.", "model.visual.")) for k in tensors.where) \
         else "legacy"
     rules = logical.current_rules() if rules is None else tuple(rules)
+    mesh = None if mesh is None else logical.auto_axes(mesh)
 
     abstract = nnx.eval_shape(lambda: Qwen25VL(cfg, dtype=dtype, param_dtype=param_dtype, rngs=nnx.Rngs(0)))
     graphdef, state = nnx.split(abstract)

@@ -22,6 +22,19 @@ def current_rules() -> tuple:
     return tuple(_flax_spmd.get_logical_axis_rules())
 
 
+def auto_axes(mesh: jax.sharding.Mesh) -> jax.sharding.Mesh:
+    """The same devices and axis names with every axis in Auto mode.
+
+    `jax.make_mesh` makes Explicit axes by default; under them every matmul that contracts a
+    sharded axis must name its output sharding. The model instead leaves placement to the
+    compiler (logical constraints + GSPMD propagation), which needs Auto axes.
+    """
+    auto = jax.sharding.AxisType.Auto
+    if all(t == auto for t in mesh.axis_types):
+        return mesh
+    return jax.sharding.Mesh(mesh.devices, mesh.axis_names, axis_types=(auto,) * len(mesh.axis_names))
+
+
 def _active_mesh():
     mesh = jax.sharding.get_abstract_mesh()
     return None if mesh is None or mesh.empty else mesh

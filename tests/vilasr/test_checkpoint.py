@@ -16,6 +16,7 @@ import jax.numpy as jnp  # noqa: E402
 from flax import nnx  # noqa: E402
 from safetensors.torch import load_file, save_file  # noqa: E402
 
+from vilasr import logical  # noqa: E402
 from vilasr.config import Qwen25VLConfig, TextConfig, VisionConfig  # noqa: E402
 from vilasr.errors import CheckpointError, ConfigError  # noqa: E402
 from vilasr.model import Qwen25VL  # noqa: E402
@@ -162,6 +163,21 @@ def test_from_pretrained_places_shards_on_a_mesh(saved):
     assert emb.sharding.spec == jax.sharding.PartitionSpec(None, "fsdp")
     ids, pixels, grid = _inputs(CFG)
     assert np.abs(np.asarray(model(ids, pixels, grid)) - ref).max() <= TOL
+
+
+def test_from_pretrained_accepts_a_mesh_with_explicit_axes(saved):
+    # jax.make_mesh's default axis type is Explicit; the model needs Auto axes (GSPMD placement)
+    path, ref, _ = saved
+    mesh = jax.make_mesh((len(jax.devices()),), ("fsdp",))
+    assert mesh.axis_types == (jax.sharding.AxisType.Explicit,)
+    rules = (("embed", "fsdp"), ("vision_embed", "fsdp"), ("vocab", None))
+    model = Qwen25VL.from_pretrained(path, mesh=mesh, rules=rules)
+    emb = model.embed.get_value()
+    assert emb.sharding.mesh.axis_types == (jax.sharding.AxisType.Auto,)
+    assert emb.sharding.spec == jax.sharding.PartitionSpec(None, "fsdp")
+    ids, pixels, grid = _inputs(CFG)
+    with jax.set_mesh(logical.auto_axes(mesh)), nnx.logical_axis_rules(rules):
+        assert np.abs(np.asarray(model(ids, pixels, grid)) - ref).max() <= TOL
 
 
 def test_every_parameter_has_logical_axis_names(saved):

@@ -303,7 +303,9 @@ def cached_attention(q, ck, cv, mask, used, groups: int, dtype, whole: bool | No
         pv = jnp.einsum("bkqs,bksd->bkqd", p.astype(dtype), vb.astype(dtype), preferred_element_type=jnp.float32)
         return top, p.sum(-1, keepdims=True), pv
 
-    if _reads_whole_cache(l) if whole is None else whole:
+    if whole is None:
+        whole = _reads_whole_cache(l)
+    if whole:
         _, total, acc = attend(ck, cv, rows)
     else:
         def block(j, carry):

@@ -66,8 +66,7 @@ def main() -> None:
     import transformers
     from flax import nnx
 
-    from vilasr.config import Qwen25VLConfig
-    from vilasr.model import Qwen25VL, prepare_inputs
+    from vilasr.model import Qwen25VL, Qwen25VLConfig, prepare_inputs
 
     cfg = Qwen25VLConfig.preset(args.preset)
     ids, pixels, grid = build_inputs(cfg, args.batch, args.length, args.image)

@@ -20,12 +20,11 @@ import jax
 import numpy as np
 from flax import nnx
 
-from vilasr.config import Qwen25VLConfig
-from vilasr.image_processing import VILASR_TRAIN_MAX_PIXELS
-from vilasr.model import Qwen25VL
-from vilasr.processor import Processor
-from vilasr.rollout import RolloutConfig, RolloutTask, rollout
-from vilasr.sampler import SamplingConfig, decode, prefill
+from vilasr.model import Qwen25VL, Qwen25VLConfig
+from vilasr.processing import Processor
+from vilasr.processing.image import VILASR_TRAIN_MAX_PIXELS
+from vilasr.rollout import RolloutConfig, RolloutTask, SamplingConfig, rollout
+from vilasr.rollout.sampler import decode, prefill
 
 
 def best_of(fn, repeats: int) -> float:

@@ -1,7 +1,9 @@
 """drawing_ops: the ViLaSR drawing operators -- parse a model's tool calls, keep each trajectory's
 visual context, and draw boxes and auxiliary lines deterministically (NumPy, JAX or PIL).
 
-Depends on NumPy only; JAX and Pillow load when their backends are first used.
+`drawing_ops.protocol` holds the protocol as data (tool names, JSON keys, `FinishReason`, roles,
+the reflection rule, the prompt wording). Depends on NumPy only; JAX and Pillow load when their
+backends are first used.
 """
 
 from importlib import import_module
@@ -10,19 +12,25 @@ from drawing_ops.actions import Action, Box, Line
 from drawing_ops.colors import box_color
 from drawing_ops.context import Annotations, DrawJob, VisualContext, merge_by_label, plan_turn
 from drawing_ops.errors import ToolCallError, ToolFormatError, ToolIndexError, ToolSchemaError, TooManyImages
-from drawing_ops.parser import ParsedTurn, parse_tool_calls
+from drawing_ops.parser import (ParsedTurn, assistant_turns, final_answer, is_reflective, parse_tool_calls,
+                                trajectory_reflective_labels)
+from drawing_ops.protocol import (DEFAULT_TEMPLATE, FinishReason, ImageInfo, ProblemType, PromptTemplate, Role,
+                                  reflective_labels)
 from drawing_ops.render import render  # (binds the function over the submodule of the same name)
 
 _LAZY = {
     "render_batch": "drawing_ops.render_jax",
     "pack_primitives": "drawing_ops.render_jax",
+    "pack_bucketed": "drawing_ops.render_jax",
     "PackedPrimitives": "drawing_ops.render_jax",
 }
 
 __all__ = [
-    "Action", "Annotations", "Box", "DrawJob", "Line", "ParsedTurn", "ToolCallError", "ToolFormatError",
-    "ToolIndexError", "ToolSchemaError", "TooManyImages", "VisualContext", "box_color", "merge_by_label",
-    "parse_tool_calls", "plan_turn", "render", *_LAZY,
+    "Action", "Annotations", "Box", "DEFAULT_TEMPLATE", "DrawJob", "FinishReason", "ImageInfo", "Line",
+    "ParsedTurn", "ProblemType", "PromptTemplate", "Role", "ToolCallError", "ToolFormatError", "ToolIndexError",
+    "ToolSchemaError", "TooManyImages", "VisualContext", "assistant_turns", "box_color", "final_answer",
+    "is_reflective", "merge_by_label", "parse_tool_calls", "plan_turn", "reflective_labels", "render",
+    "trajectory_reflective_labels", *_LAZY,
 ]
 
 

@@ -17,18 +17,18 @@ import ast
 import json
 import re
 import warnings
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from drawing_ops.actions import Action, Box, Line
 from drawing_ops.errors import ToolCallError, ToolFormatError, ToolIndexError, ToolSchemaError
+from drawing_ops.protocol import (ANSWER_CLOSE, ANSWER_OPEN, BOX_KEYS, CLOSE_FENCE, KEY_BBOX, KEY_END, KEY_START,
+                                  LINE_KEYS, OPEN_FENCE, THINK_CLOSE, THINK_OPEN, SHAREGPT_ROLES, Role,
+                                  reflective_labels)
 
-_THINK = re.compile(r"<think>(.*?)</think>", re.DOTALL)
+_THINK = re.compile(re.escape(THINK_OPEN) + "(.*?)" + re.escape(THINK_CLOSE), re.DOTALL)
 _ACTION = re.compile(r"Action:[ \t]*(.*?)[ \t]*(?=\n|$)")
-_ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
-_OPEN_FENCE = "```json"
-_CLOSE_FENCE = "```"
-_BOX_KEYS = {"index", "bbox_2d", "label"}
-_LINE_KEYS = {"index", "start_point_2d", "end_point_2d", "label"}
+_ANSWER = re.compile(re.escape(ANSWER_OPEN) + "(.*?)" + re.escape(ANSWER_CLOSE), re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -56,13 +56,13 @@ def extract_blocks(text: str) -> list[str]:
     lines = text.splitlines()
     blocks = []
     for i, line in enumerate(lines):
-        if line.strip() != _OPEN_FENCE:
+        if line.strip() != OPEN_FENCE:
             continue
         rest = "\n".join(lines[i + 1 :])
-        if _CLOSE_FENCE in rest:
-            blocks.append(rest.split(_CLOSE_FENCE, 1)[0])
+        if CLOSE_FENCE in rest:
+            blocks.append(rest.split(CLOSE_FENCE, 1)[0])
         else:
-            blocks.append(rest.split("</think>", 1)[0].strip())
+            blocks.append(rest.split(THINK_CLOSE, 1)[0].strip())
     return blocks
 
 
@@ -88,10 +88,10 @@ def item_to_action(item) -> Action:
     if not isinstance(item, dict):
         raise ToolSchemaError(f"each item must be an object with keys, got {type(item).__name__}: {item!r:.80}")
     keys = set(item)
-    if "bbox_2d" in keys:
-        kind, required = Box, _BOX_KEYS
-    elif "start_point_2d" in keys or "end_point_2d" in keys:
-        kind, required = Line, _LINE_KEYS
+    if KEY_BBOX in keys:
+        kind, required = Box, BOX_KEYS
+    elif KEY_START in keys or KEY_END in keys:
+        kind, required = Line, LINE_KEYS
     else:
         raise ToolSchemaError(f"item has neither 'bbox_2d' nor 'start_point_2d'/'end_point_2d': {item!r:.120}")
     missing = sorted(required - keys)
@@ -102,7 +102,7 @@ def item_to_action(item) -> Action:
 
 def _action_name(raw: str) -> str:
     """The tool name after `Action:`, without an answer or a fence written on the same line."""
-    return raw.split("<answer>", 1)[0].split(_CLOSE_FENCE, 1)[0].strip()
+    return raw.split(ANSWER_OPEN, 1)[0].split(CLOSE_FENCE, 1)[0].strip()
 
 
 def parse_tool_calls(text, num_images: int | None = None) -> ParsedTurn:
@@ -157,3 +157,30 @@ def _parse(text, num_images: int | None) -> ParsedTurn:
         errors=errors,
         num_blocks=len(blocks),
     )
+
+
+# -- whole trajectories ----------------------------------------------------------------------------
+def assistant_turns(conversation: Iterable[Mapping]) -> list[str]:
+    """The texts of a conversation's assistant turns, in order ({"role", "content"} messages or
+    sharegpt {"from", "value"} turns)."""
+    turns = []
+    for message in conversation:
+        if SHAREGPT_ROLES.get(message.get("role", message.get("from"))) is Role.ASSISTANT:
+            turns.append(message.get("content", message.get("value", "")))
+    return turns
+
+
+def trajectory_reflective_labels(turns: Sequence[str], *, boxes_only: bool = False) -> set[str]:
+    """Labels a trajectory redraws with other parameters in a later turn (protocol.reflective_labels
+    over each assistant turn's valid drawing items)."""
+    return reflective_labels([parse_tool_calls(t).actions for t in turns], boxes_only=boxes_only)
+
+
+def is_reflective(turns: Sequence[str], *, boxes_only: bool = False) -> bool:
+    """Whether the trajectory (its assistant turns' texts) reflects: see trajectory_reflective_labels."""
+    return bool(trajectory_reflective_labels(turns, boxes_only=boxes_only))
+
+
+def final_answer(turns: Sequence[str]) -> str | None:
+    """The answer of the last assistant turn, or None."""
+    return parse_tool_calls(turns[-1]).answer if turns else None

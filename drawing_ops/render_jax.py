@@ -282,19 +282,27 @@ def render_batch(images, prims: PackedPrimitives, draw_labels: bool = True):
     return _render_batch(images, prims, bool(draw_labels))
 
 
-def _bucket(n: int, floor: int) -> int:
-    """Round up to a power of two (at least ``floor``) so shapes, hence compilations, repeat."""
-    size = floor
-    while size < n:
-        size *= 2
-    return size
+def bucket(n: int, floor: int = 1) -> int:
+    """``n`` rounded up to a power of two (at least ``floor``), so padded shapes -- hence
+    compilations -- repeat across calls."""
+    return max(int(floor), 1 << max(0, int(n) - 1).bit_length())
+
+
+def pack_bucketed(per_image: Sequence[tuple[Sequence[Box], Sequence[Line]]], *,
+                  image_hw: tuple[int, int]) -> PackedPrimitives:
+    """``pack_primitives`` with every maximum taken from the data and rounded up to a power of two
+    (boxes and lines at least 4, label glyphs at least 16): batches of similar drawings share one
+    compiled renderer."""
+    per_image = [(tuple(boxes), tuple(lines)) for boxes, lines in per_image]
+    extents = [label_extent(b.label) for boxes, _ in per_image for b in boxes] or [(1, 1)]
+    return pack_primitives(per_image, max_boxes=bucket(max(len(b) for b, _ in per_image), 4),
+                           max_lines=bucket(max(len(ln) for _, ln in per_image), 4),
+                           max_label_len=bucket(max(c for _, c in extents), 16), image_hw=image_hw,
+                           max_label_lines=bucket(max(r for r, _ in extents), 1))
 
 
 def render_jax(image, boxes: Sequence[Box], lines: Sequence[Line], draw_labels: bool = True) -> np.ndarray:
     """Single-image convenience over ``render_batch``; returns a new uint8 (H, W, 3) numpy array."""
     img = drawable_rgb(image)
-    extents = [label_extent(b.label) for b in boxes] or [(1, 1)]
-    prims = pack_primitives([(boxes, lines)], _bucket(len(boxes), 4), _bucket(len(lines), 4),
-                            _bucket(max(c for _, c in extents), 16), image_hw=img.shape[:2],
-                            max_label_lines=_bucket(max(r for r, _ in extents), 1))
+    prims = pack_bucketed([(boxes, lines)], image_hw=img.shape[:2])
     return np.asarray(render_batch(img[None], prims, draw_labels)[0])

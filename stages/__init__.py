@@ -1,1 +1,2 @@
-"""stages: see ../shared/DESIGN.md."""
+"""stages: ViLaSR's three training stages (cold start, reflective rejection sampling, RL) on one
+shared trainer. Imports vilasr, synth and tpu."""

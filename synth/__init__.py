@@ -13,7 +13,6 @@ Command line: `vilasr synth ...` (synth.cli); examples: `vilasr synth gallery --
 
 from synth.families import default_config, iter_samples, make_sample
 from synth.records import FAMILIES, TRAJECTORY_KINDS, Sample, dataset_digest
-from synth.trajectory import is_reflective, reflective_labels
 
-__all__ = ["FAMILIES", "TRAJECTORY_KINDS", "Sample", "dataset_digest", "default_config", "is_reflective",
-           "iter_samples", "make_sample", "reflective_labels"]
+__all__ = ["FAMILIES", "TRAJECTORY_KINDS", "Sample", "dataset_digest", "default_config", "iter_samples",
+           "make_sample"]

@@ -28,6 +28,8 @@ from typing import Iterable
 
 import numpy as np
 
+from drawing_ops import assistant_turns, is_reflective
+from drawing_ops.protocol import IMAGE_PLACEHOLDER, SHAREGPT_ROLES, Role
 from synth.records import Sample, canonical_json
 
 MANIFEST = "SYNTH_COMPLETE.json"   # written last: a dataset directory without it is not finished
@@ -60,11 +62,7 @@ def sharegpt_record(sample: Sample, image_paths: list[str]) -> dict:
     if not conversation:      # no trajectory: the prompt alone (an RL prompt)
         from synth import templates
 
-        conversation = [
-            {"role": "system", "content": templates.SYSTEM_PROMPT},
-            {"role": "user", "content": templates.user_prompt(sample.images, sample.question, sample.options,
-                                                              sample.problem_type)},
-        ]
+        conversation = templates.prompt_messages(sample)
         header["prompt_only"] = True
     return {"conversations": conversation, "images": image_paths, "vilasr_meta": canonical_json(header)}
 
@@ -115,24 +113,27 @@ def sharegpt_to_sample(record: dict, base_dir, number: int = 0) -> Sample:
 
 
 def _message(m: dict) -> dict:
-    if "role" in m:
-        return {"role": m["role"], "content": m["content"]}
-    role = {"human": "user", "gpt": "assistant", "system": "system"}.get(m.get("from"), m.get("from"))
-    return {"role": role, "content": m.get("value", "")}
+    """A {"role", "content"} message from either sharegpt turn form (unknown roles kept as written)."""
+    name = m["role"] if "role" in m else m.get("from")
+    return {"role": str(SHAREGPT_ROLES.get(name, name)), "content": m["content"] if "role" in m else m.get("value", "")}
 
 
 def _foreign_sample(conversation: list[dict], images: list[np.ndarray], number: int) -> Sample:
-    from synth.trajectory import is_reflective
-
-    users = [m["content"] for m in conversation if m["role"] == "user"]
+    users = [m["content"] for m in conversation if m["role"] == Role.USER]
     first = users[0] if users else ""
-    num_inputs = min(first.count("<image>"), len(images)) if users else len(images)
-    assistants = [m["content"] for m in conversation if m["role"] == "assistant"]
-    answer = _ANSWER.findall(assistants[-1])[-1].strip() if assistants and _ANSWER.search(assistants[-1]) else ""
-    kind = "none" if not assistants else ("reflective" if is_reflective(conversation) else "cold")
+    num_inputs = min(first.count(IMAGE_PLACEHOLDER), len(images)) if users else len(images)
+    assistants = assistant_turns(conversation)
+    answer = _last_answer(assistants[-1]) if assistants else ""
+    kind = "none" if not assistants else ("reflective" if is_reflective(assistants) else "cold")
     return Sample(id=f"sharegpt-{number:07d}", family="external", question=first, options=[], answer=answer,
                   problem_type="", data_type="", images=images[:num_inputs], meta={}, trajectory=kind,
                   conversation=conversation, drawn_images=images[num_inputs:])
+
+
+def _last_answer(turn: str) -> str:
+    """The last <answer> of a turn (a foreign record may hold several), or ""."""
+    found = _ANSWER.findall(turn)
+    return found[-1].strip() if found else ""
 
 
 # -- benchmark form ---------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from drawing_ops import Box, Line
+from drawing_ops import Box, Line, assistant_turns
 
 FAMILIES = ("maze", "static", "multiview")
 TRAJECTORY_KINDS = ("none", "cold", "reflective")
@@ -51,7 +51,7 @@ class Sample:
         return self.meta.get("question_kind", "")
 
     def assistant_turns(self) -> list[str]:
-        return [m["content"] for m in self.conversation if m["role"] == "assistant"]
+        return assistant_turns(self.conversation)
 
     # -- JSON form of everything but the pixels ------------------------------------------------
     def header(self) -> dict[str, Any]:

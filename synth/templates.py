@@ -1,7 +1,7 @@
-"""The words of synthetic trajectories: the prompts around the model's turns (taken from
-`vilasr.prompts`, the rollout's own) and varied phrasings for the thinking text. All wording is
-ours; the protocol (tool names, JSON keys, <think>/<answer> tags, "Action:" line) is the
-reference's (SPEC §1).
+"""The words of synthetic trajectories: varied phrasings for the thinking text. The prompts around
+the model's turns come from `drawing_ops.protocol.PromptTemplate` -- the rollout's own -- so
+cold-start data and rollouts show the model exactly the same system prompt, question layout and
+tool feedback. All wording is ours; the protocol (tool names, JSON keys, tags) is the reference's.
 
 Phrase banks are lists of format strings; `pick(rng, bank, **fields)` chooses one with the
 sample's own random generator, so the same seed always gives the same words.
@@ -9,36 +9,28 @@ sample's own random generator, so the same seed always gives the same words.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
-from vilasr import prompts
-
-BOX_TOOL = "Object Mapper"
-LINE_TOOL = "Path Tracer"
-ANSWER_ACTION = "Answer"
-
-# The prompts are the rollout's own (vilasr.prompts), so cold-start data and RL rollouts show the
-# model exactly the same system prompt, question layout and tool feedback.
-SYSTEM_PROMPT = prompts.SYSTEM_PROMPT
+from drawing_ops.protocol import DEFAULT_TEMPLATE, ImageInfo, PromptTemplate
 
 
-def question_with_options(question: str, options: list[str]) -> str:
-    """The question as the model reads it: the options, if any, listed under it."""
-    if not options:
-        return question
-    return "\n".join([question, "Options:", *options])
+def image_infos(images: Sequence[np.ndarray], indices: Sequence[int] | None = None) -> list[ImageInfo]:
+    """Index and size of each image as a prompt announces it (indices default to 1, 2, ...)."""
+    indices = range(1, len(images) + 1) if indices is None else indices
+    return [ImageInfo(k, im.shape[1], im.shape[0]) for k, im in zip(indices, images)]
 
 
-def user_prompt(images, question: str, options: list[str], problem_type: str) -> str:
-    """The first user turn: one `<image>` placeholder per input image (with its size), the question."""
-    sizes = [(im.shape[1], im.shape[0]) for im in images]
-    return prompts.question_prompt(question_with_options(question, options), problem_type, len(images), sizes)
+def prompt_messages(sample, template: PromptTemplate = DEFAULT_TEMPLATE) -> list[dict]:
+    """The system and question turns a sample's conversation starts with."""
+    return template.prompt_messages(sample.question, image_infos(sample.images), options=sample.options,
+                                    problem_type=sample.problem_type)
 
 
-def feedback_prompt(new_indices, images) -> str:
+def feedback_prompt(new_indices, images, template: PromptTemplate = DEFAULT_TEMPLATE) -> str:
     """The user turn after a tool call: the new image(s), announced with their sizes."""
-    return prompts.feedback_prompt([(k, images[k - 1].shape[1], images[k - 1].shape[0]) for k in new_indices],
-                                   final=False)
+    return template.feedback_prompt(image_infos([images[k - 1] for k in new_indices], new_indices), final=False)
 
 
 def pick(rng: np.random.Generator, bank: list[str], **fields) -> str:

@@ -19,12 +19,12 @@ will produce) and `{prev[v]}` (the image the previous drawing step produced for 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field, replace
 from typing import Sequence
 
 from drawing_ops import Box, Line, VisualContext, parse_tool_calls
 from drawing_ops.context import group_by_source
+from drawing_ops.protocol import DEFAULT_TEMPLATE, PromptTemplate, Role, format_answer_turn, format_tool_turn
 from synth import templates
 from synth.records import Sample
 
@@ -66,16 +66,6 @@ def _num(v: float) -> int | float:
     return int(r) if r == int(r) else r
 
 
-def format_tool_turn(think: str, actions: Sequence[Box | Line]) -> str:
-    tool = templates.BOX_TOOL if any(isinstance(a, Box) for a in actions) else templates.LINE_TOOL
-    body = ",\n".join("  " + json.dumps(a.to_json()) for a in actions)
-    return f"<think>{think}</think> Action: {tool}\n```json\n[\n{body}\n]\n```"
-
-
-def format_answer_turn(think: str, answer: str) -> str:
-    return f"<think>{think}</think> Action: {templates.ANSWER_ACTION}\n<answer>{answer}</answer>"
-
-
 @dataclass
 class _State:
     current: dict[int, int]                      # view -> newest good image index
@@ -83,18 +73,14 @@ class _State:
 
 
 def write_trajectory(sample: Sample, steps: Sequence[Step], kind: str, *, backend: str = "numpy",
-                     system_prompt: str = templates.SYSTEM_PROMPT) -> Sample:
+                     template: PromptTemplate = DEFAULT_TEMPLATE) -> Sample:
     """Run the planned steps through the protocol; returns a copy of `sample` with the
     conversation, the drawn images and `trajectory=kind`."""
     if not steps or steps[-1].answer is None:
         raise TrajectoryError("a trajectory must end with an answer step")
     context = VisualContext(sample.images, backend=backend)
     state = _State(current={v: v for v in range(1, len(sample.images) + 1)})
-    conversation = [
-        {"role": "system", "content": system_prompt},
-        {"role": "user", "content": templates.user_prompt(sample.images, sample.question, sample.options,
-                                                          sample.problem_type)},
-    ]
+    conversation = templates.prompt_messages(sample, template)
     for n, step in enumerate(steps):
         if step.answer is not None:
             if n != len(steps) - 1:
@@ -103,7 +89,7 @@ def write_trajectory(sample: Sample, steps: Sequence[Step], kind: str, *, backen
             parsed = parse_tool_calls(text, num_images=len(context))
             if parsed.errors or parsed.answer != step.answer:
                 raise TrajectoryError(f"answer turn does not parse: {parsed.errors}")
-            conversation.append({"role": "assistant", "content": text})
+            conversation.append({"role": str(Role.ASSISTANT), "content": text})
             break
         sources = {v: state.current[v] for v in dict.fromkeys(it.view for it in step.items)}
         actions = [it.to_action(sources[it.view]) for it in step.items]
@@ -118,8 +104,9 @@ def write_trajectory(sample: Sample, steps: Sequence[Step], kind: str, *, backen
         produced = {view_of[src]: k for src, k in zip(order, made)}
         if produced != new:
             raise TrajectoryError(f"step {n + 1}: images came out as {produced}, expected {new}")
-        conversation.append({"role": "assistant", "content": text})
-        conversation.append({"role": "user", "content": templates.feedback_prompt(made, context.images)})
+        conversation.append({"role": str(Role.ASSISTANT), "content": text})
+        conversation.append({"role": str(Role.USER), "content": templates.feedback_prompt(made, context.images,
+                                                                                          template)})
         state.prev = produced
         if not step.mistake:
             state.current.update(produced)
@@ -135,49 +122,3 @@ def _fill(think: str, state: _State, new: dict[int, int], src: dict[int, int] | 
         return think.format(src=src or dict(state.current), new=new, prev=state.prev)
     except (KeyError, IndexError) as exc:
         raise TrajectoryError(f"think text names an image it cannot know ({exc}): {think[:80]!r}") from exc
-
-
-# -- checks used by tests and by the stage-2 filter's users ---------------------------------------
-
-def drawn_items(conversation) -> list[tuple[int, Box | Line]]:
-    """(assistant step number, action) for every drawing in the conversation, in order."""
-    out = []
-    step = 0
-    num_images = None
-    for message in conversation:
-        if message["role"] != "assistant":
-            continue
-        step += 1
-        for act in parse_tool_calls(message["content"], num_images=num_images).actions:
-            out.append((step, act))
-    return out
-
-
-def reflective_labels(conversation, boxes_only: bool = False) -> set[str]:
-    """Labels drawn in two different steps with different parameters (SPEC §4). With
-    `boxes_only`, only boxes count (what the reference's code checks)."""
-    seen: dict[tuple[str, str], dict[int, set]] = {}
-    for step, act in drawn_items(conversation):
-        if boxes_only and not isinstance(act, Box):
-            continue
-        params = act.bbox_2d if isinstance(act, Box) else (act.start_point_2d, act.end_point_2d)
-        seen.setdefault((type(act).__name__, act.label), {}).setdefault(step, set()).add(params)
-    labels = set()
-    for (_, label), by_step in seen.items():
-        steps = sorted(by_step)
-        for i, a in enumerate(steps):
-            for b in steps[i + 1:]:
-                if by_step[a] != by_step[b]:
-                    labels.add(label)
-    return labels
-
-
-def is_reflective(conversation, boxes_only: bool = False) -> bool:
-    return bool(reflective_labels(conversation, boxes_only=boxes_only))
-
-
-def final_answer(conversation) -> str | None:
-    for message in reversed(conversation):
-        if message["role"] == "assistant":
-            return parse_tool_calls(message["content"]).answer
-    return None

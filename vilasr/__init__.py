@@ -1,5 +1,11 @@
 """vilasr: ViLaSR (reasoning by drawing) on Qwen2.5-VL in JAX/Flax.
 
+    model/       Qwen2.5-VL in Flax NNX, Hugging Face import/export
+    processing/  images, tokenizers, the chat template (`Processor`)
+    rollout/     the sampler and the multi-turn drawing rollout
+    eval/        scoring and benchmarks
+    cli/         the `vilasr` command
+
 Heavy modules (JAX, the model) load on first use, so `import vilasr` stays cheap.
 """
 
@@ -9,14 +15,18 @@ from vilasr.errors import CheckpointError, ConfigError, VilasrError
 
 _LAZY = {
     "Qwen25VL": "vilasr.model",
-    "Qwen25VLConfig": "vilasr.config",
-    "Processor": "vilasr.processor",
+    "Qwen25VLConfig": "vilasr.model",
+    "Processor": "vilasr.processing",
 }
 
-__all__ = ["CheckpointError", "ConfigError", "VilasrError", *_LAZY]
+__all__ = ["CheckpointError", "ConfigError", "VilasrError", "__version__", *_LAZY]
 
 
 def __getattr__(name):
+    if name == "__version__":  # one source: the installed distribution's metadata (pyproject.toml)
+        from importlib.metadata import version
+
+        return version("vilasr")
     if name in _LAZY:
         return getattr(import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'vilasr' has no attribute {name!r}")

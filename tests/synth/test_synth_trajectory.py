@@ -9,8 +9,8 @@ import re
 import numpy as np
 import pytest
 
-from drawing_ops import VisualContext, parse_tool_calls
-from synth import trajectory as tr
+from drawing_ops import (VisualContext, assistant_turns, final_answer, is_reflective, parse_tool_calls,
+                         trajectory_reflective_labels)
 from synth.records import dataset_digest
 
 from synth_helpers import cached_samples, small_config
@@ -40,13 +40,14 @@ def test_trajectories_follow_the_protocol(family, kind):
             else:
                 assert parsed.action == "Answer" and parsed.answer == sample.answer
         assert num_images == len(sample.all_images)
-        assert tr.final_answer(conv) == sample.answer
-        assert tr.is_reflective(conv) == (kind == "reflective")
+        turns = assistant_turns(conv)
+        assert final_answer(turns) == sample.answer
+        assert is_reflective(turns) == (kind == "reflective")
         if kind == "reflective":
-            labels = tr.reflective_labels(conv)
+            labels = trajectory_reflective_labels(turns)
             assert labels == {sample.meta["mistake"]["label"]}
             if sample.meta["mistake"]["kind"] == "box":
-                assert tr.is_reflective(conv, boxes_only=True)
+                assert is_reflective(turns, boxes_only=True)
 
 
 @pytest.mark.parametrize("kind", ["cold", "reflective"])

@@ -16,29 +16,12 @@ import jax.numpy as jnp  # noqa: E402
 from flax import nnx  # noqa: E402
 from safetensors.torch import load_file, save_file  # noqa: E402
 
-from vilasr import logical  # noqa: E402
-from vilasr.config import Qwen25VLConfig, TextConfig, VisionConfig  # noqa: E402
-from vilasr.errors import CheckpointError, ConfigError  # noqa: E402
-from vilasr.model import Qwen25VL  # noqa: E402
+from tpu import logical  # noqa: E402
+from vilasr import CheckpointError, ConfigError  # noqa: E402
+from vilasr.model import Qwen25VL, Qwen25VLConfig, TextConfig, VisionConfig  # noqa: E402
 
 TOL = 1e-4
 CFG = Qwen25VLConfig.preset("tiny")
-
-
-def _hf_model(cfg, seed=0):
-    torch.manual_seed(seed)
-    model = transformers.Qwen2_5_VLForConditionalGeneration(
-        transformers.Qwen2_5_VLConfig(**cfg.to_hf_dict(), attn_implementation="eager")).eval()
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            p.copy_(1.0 + 0.1 * torch.randn_like(p) if ("norm" in name or "ln_q" in name)
-                    else 0.05 * torch.randn_like(p))
-    return model
-
-
-def _hf_load(path):
-    return transformers.Qwen2_5_VLForConditionalGeneration.from_pretrained(
-        path, attn_implementation="eager", dtype=torch.float32).eval()
 
 
 def _inputs(cfg, seed=0):
@@ -59,10 +42,10 @@ def _hf_logits(model, cfg, ids, pixels, grid):
 
 
 @pytest.fixture(scope="module")
-def saved(tmp_path_factory):
+def saved(tmp_path_factory, hf_reference):
     """A random transformers checkpoint on disk, its logits, and our model loaded from it."""
     path = tmp_path_factory.mktemp("hf_tiny")
-    hf = _hf_model(CFG)
+    hf = hf_reference.build(CFG)
     hf.save_pretrained(path)
     ids, pixels, grid = _inputs(CFG)
     ref = _hf_logits(hf, CFG, ids, pixels, grid)
@@ -79,20 +62,20 @@ def _params(model):
 
 
 # ----------------------------------------------------------------------------- export
-def test_save_pretrained_loads_in_transformers(saved, tmp_path):
+def test_save_pretrained_loads_in_transformers(saved, tmp_path, hf_reference):
     path, ref, ours = saved
     ids, pixels, grid = _inputs(CFG)
     assert np.abs(np.asarray(ours(ids, pixels, grid)) - ref).max() <= TOL
     ours.save_pretrained(tmp_path / "out")
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
         "config.json", "generation_config.json", "model.safetensors"]
-    reloaded = _hf_load(tmp_path / "out")
+    reloaded = hf_reference.load(tmp_path / "out")
     err = np.abs(_hf_logits(reloaded, CFG, ids, pixels, grid) - ref).max()
     print(f"save_pretrained -> transformers max abs err {err:.2e}")
     assert err <= TOL
 
 
-def test_sharded_new_layout_roundtrip(saved, tmp_path):
+def test_sharded_new_layout_roundtrip(saved, tmp_path, hf_reference):
     path, ref, ours = saved
     out = tmp_path / "sharded"
     ours.save_pretrained(out, max_shard_size="1MB", layout="new", config_layout="nested")
@@ -101,13 +84,13 @@ def test_sharded_new_layout_roundtrip(saved, tmp_path):
     assert len(shards) > 2 and set(index["weight_map"].values()) == set(shards)
     assert "model.language_model.embed_tokens.weight" in index["weight_map"]
     ids, pixels, grid = _inputs(CFG)
-    assert np.abs(_hf_logits(_hf_load(out), CFG, ids, pixels, grid) - ref).max() <= TOL
+    assert np.abs(_hf_logits(hf_reference.load(out), CFG, ids, pixels, grid) - ref).max() <= TOL
     again = Qwen25VL.from_pretrained(out)
     a, b = _params(ours), _params(again)
     assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
 
 
-def test_tied_embeddings_roundtrip(tmp_path):
+def test_tied_embeddings_roundtrip(tmp_path, hf_reference):
     cfg = Qwen25VLConfig(
         vision=VisionConfig(depth=2, hidden_size=32, intermediate_size=48, num_heads=2, out_hidden_size=64,
                             fullatt_block_indexes=(1,), window_size=56),
@@ -118,7 +101,7 @@ def test_tied_embeddings_roundtrip(tmp_path):
     ours = Qwen25VL(cfg, rngs=nnx.Rngs(7))
     assert ours.lm_head is None
     ours.save_pretrained(tmp_path)
-    hf = _hf_load(tmp_path)
+    hf = hf_reference.load(tmp_path)
     assert hf.config.tie_word_embeddings
     ids, pixels, grid = _inputs(cfg, seed=1)
     err = np.abs(_hf_logits(hf, cfg, ids, pixels, grid) - np.asarray(ours(ids, pixels, grid))).max()

@@ -20,9 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
+from drawing_ops.protocol import IMAGE_PLACEHOLDER, SHAREGPT_ROLES, VIDEO_PLACEHOLDER
 from vilasr.errors import ConfigError
-from vilasr.image_processing import ImageProcessor, _as_list
-from vilasr.tokenizer import IMAGE_PAD, VIDEO_PAD, Tokenizer
+from vilasr.processing.image import ImageProcessor, _as_list
+from vilasr.processing.tokenizer import IMAGE_PAD, VIDEO_PAD, Tokenizer
 
 # Qwen2.5-VL's chat template (the processor's chat_template.json), a fact of the format: ChatML
 # turns, a default system prompt when the first message is not a system message, and each image /
@@ -65,8 +66,7 @@ DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant."
 TINY_MIN_PIXELS = 56 * 56
 TINY_MAX_PIXELS = 224 * 224
 
-_SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
-_PLACEHOLDER = re.compile(r"<image>|<video>")
+_PLACEHOLDER = re.compile(re.escape(IMAGE_PLACEHOLDER) + "|" + re.escape(VIDEO_PLACEHOLDER))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -145,7 +145,7 @@ def sharegpt_to_messages(conversation: Sequence[Mapping]) -> list[dict]:
         if "role" in turn:
             role, content = turn["role"], turn.get("content")
         elif "from" in turn:
-            role, content = _SHAREGPT_ROLES.get(turn["from"], turn["from"]), turn.get("value")
+            role, content = str(SHAREGPT_ROLES.get(turn["from"], turn["from"])), turn.get("value")
         else:
             raise ValueError(f"a chat turn needs 'role'/'content' (or 'from'/'value'); got keys {sorted(turn)}")
         if isinstance(content, str) and _PLACEHOLDER.search(content):
@@ -154,7 +154,7 @@ def sharegpt_to_messages(conversation: Sequence[Mapping]) -> list[dict]:
             for m in _PLACEHOLDER.finditer(content):
                 if m.start() > pos:
                     parts.append({"type": "text", "text": content[pos : m.start()]})
-                parts.append({"type": "image" if m.group() == "<image>" else "video"})
+                parts.append({"type": "image" if m.group() == IMAGE_PLACEHOLDER else "video"})
                 pos = m.end()
             if pos < len(content):
                 parts.append({"type": "text", "text": content[pos:]})

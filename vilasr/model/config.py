@@ -224,7 +224,7 @@ class Qwen25VLConfig:
                 tie_word_embeddings=True,
             )
         elif name == "tiny":
-            # Special ids are fixed: the tiny built-in tokenizer (vilasr/tokenizer.py) uses exactly these.
+            # Special ids are fixed: the tiny built-in tokenizer (vilasr/processing/tokenizer.py) uses exactly these.
             cfg = cls(
                 vision=VisionConfig(depth=4, hidden_size=64, intermediate_size=128, num_heads=4,
                                     out_hidden_size=128, fullatt_block_indexes=(1, 3), window_size=112,

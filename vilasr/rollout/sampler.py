@@ -1,5 +1,5 @@
 """Token sampling for Qwen25VL: a jitted chunk prefill and a `lax.while_loop` decode over a donated
-state, on the model's fixed-size KV cache (contract in vilasr/model.py).
+state, on the model's fixed-size KV cache (contract in vilasr/model/qwen25vl.py).
 
 Compilations stay bounded. A prefill compiles once per (batch, chunk-length bucket, cache size):
 chunks are right-padded to a power of two of at least 16. The decode loop compiles once per
@@ -24,45 +24,21 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from vilasr.model import KVCache
+from drawing_ops.render_jax import bucket as power_of_two
+from vilasr.model import CACHE_BLOCK, KVCache
+from vilasr.rollout.config import SamplingConfig
 
 MIN_BUCKET = 16
 GROWTH = 512  # spare slots added whenever a cache must grow (each new size compiles once)
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class SamplingConfig:
-    """How to pick tokens. temperature 0 (or greedy=True) means argmax."""
-
-    temperature: float = 1.0
-    top_p: float = 1.0
-    top_k: int = 0
-    greedy: bool = False
-
-    def __post_init__(self):
-        from vilasr.errors import ConfigError
-
-        if self.temperature < 0:
-            raise ConfigError(f"temperature must be >= 0, got {self.temperature}")
-        if not 0 < self.top_p <= 1:
-            raise ConfigError(f"top_p must be in (0, 1], got {self.top_p}")
-        if self.top_k < 0:
-            raise ConfigError(f"top_k must be >= 0 (0 = off), got {self.top_k}")
-
-    @property
-    def is_greedy(self) -> bool:
-        return self.greedy or self.temperature == 0
-
-
 def bucket(length: int, minimum: int = MIN_BUCKET) -> int:
     """The padded length for a chunk: the next power of two, at least `minimum`."""
-    return max(minimum, 1 << max(0, int(length) - 1).bit_length())
+    return power_of_two(length, minimum)
 
 
 def grow_cache(cache: KVCache, max_len: int) -> KVCache:
     """The same cache with room for `max_len` slots (new slots empty)."""
-    from vilasr.model import CACHE_BLOCK
-
     max_len = -(-max_len // CACHE_BLOCK) * CACHE_BLOCK
     extra = max_len - cache.max_len
     if extra <= 0:

@@ -9,13 +9,12 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from drawing_ops import render
-from vilasr.config import Qwen25VLConfig
-from vilasr.model import CACHE_BLOCK, Qwen25VL, cached_attention
-from vilasr.processor import Processor
-from vilasr.rollout import RolloutConfig, RolloutTask, _feedback_text, _prompt_text, _tokens, rollout
-from vilasr.sampler import (
-    SamplingConfig,
+from drawing_ops import ImageInfo, render
+from vilasr.model import CACHE_BLOCK, Qwen25VL, Qwen25VLConfig, cached_attention
+from vilasr.processing import Processor
+from vilasr.rollout import RolloutConfig, RolloutTask, SamplingConfig, rollout
+from vilasr.rollout.loop import _feedback_text, _prompt_text, _tokens
+from vilasr.rollout.sampler import (
     choose_tokens,
     decode,
     filter_logits,
@@ -158,9 +157,10 @@ def test_model_mask_on_a_hand_built_conversation(model, processor):
     traj, = run(model, processor, [task()], forced=[[draw_turn(), ANSWER]])
     tok = processor.tokenizer
     shape = traj.images[0].shape[:2]
-    prompt = _tokens(processor, _prompt_text(processor, task(), [shape[::-1]], RolloutConfig().system_prompt), [shape])
+    prompt = _tokens(processor, _prompt_text(processor, task(), [shape], RolloutConfig().template), [shape])
     turn1 = tok.encode(draw_turn()) + [tok.im_end_id]
-    feedback = _tokens(processor, _feedback_text([(2, shape[1], shape[0])], final=False), [shape])
+    feedback = _tokens(processor, _feedback_text(RolloutConfig().template, [ImageInfo(2, shape[1], shape[0])],
+                                                 final=False), [shape])
     turn2 = tok.encode(ANSWER) + [tok.im_end_id]
     expected_ids = prompt + turn1 + feedback + turn2
     expected_mask = [False] * len(prompt) + [True] * len(turn1) + [False] * len(feedback) + [True] * len(turn2)

@@ -20,9 +20,8 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 from flax import nnx  # noqa: E402
 
-from vilasr.config import Qwen25VLConfig, TextConfig, VisionConfig  # noqa: E402
-from vilasr.model import Qwen25VL, get_rope_index, prepare_inputs  # noqa: E402
-from vilasr.vision import vision_plan  # noqa: E402
+from vilasr.model import (Qwen25VL, Qwen25VLConfig, TextConfig, VisionConfig, get_rope_index,  # noqa: E402
+                          prepare_inputs, vision_plan)
 
 TOL = 1e-4
 
@@ -50,24 +49,10 @@ CONFIGS = {
 }
 
 
-def build_hf(cfg: Qwen25VLConfig, seed: int = 0):
-    """A random transformers model for `cfg` with every parameter (norms and biases too) randomised."""
-    torch.manual_seed(seed)
-    hf_cfg = transformers.Qwen2_5_VLConfig(**cfg.to_hf_dict(), attn_implementation="eager")
-    model = transformers.Qwen2_5_VLForConditionalGeneration(hf_cfg).eval()
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "norm" in name or "ln_q" in name:
-                p.copy_(1.0 + 0.1 * torch.randn_like(p))
-            else:
-                p.copy_(0.05 * torch.randn_like(p))
-    return model
-
-
 @pytest.fixture(scope="module", params=list(CONFIGS))
-def pair(request, tmp_path_factory):
+def pair(request, tmp_path_factory, hf_reference):
     cfg = CONFIGS[request.param]
-    hf = build_hf(cfg)
+    hf = hf_reference.build(cfg)
     path = tmp_path_factory.mktemp(request.param)
     hf.save_pretrained(path)
     ours = Qwen25VL.from_pretrained(path)
@@ -76,9 +61,9 @@ def pair(request, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def tiny_pair(tmp_path_factory):
+def tiny_pair(tmp_path_factory, hf_reference):
     cfg = CONFIGS["tiny"]
-    hf = build_hf(cfg, seed=1)
+    hf = hf_reference.build(cfg, seed=1)
     path = tmp_path_factory.mktemp("tiny_single")
     hf.save_pretrained(path)
     return cfg, hf, Qwen25VL.from_pretrained(path)
@@ -374,7 +359,7 @@ def test_remat_and_bf16_compute():
     ([16, 12], 16),  # one block covers everything: dense block-diagonal mask
 ])
 def test_segment_attention_equals_per_segment_softmax(lengths, block):
-    from vilasr.vision import segment_attention
+    from vilasr.model.vision import segment_attention
 
     rs = np.random.RandomState(11)
     n, h, d = sum(lengths), 2, 8

@@ -6,7 +6,7 @@ Two ways to get one:
   `vocab.json` + `merges.txt`; `tokenizer_config.json` for the eos/pad tokens, extra added tokens
   and the chat template; `generation_config.json` for extra stop ids).
 * `Tokenizer.tiny()` loads the built-in 2048-entry tokenizer shipped as
-  `vilasr/assets/tiny_tokenizer.json` (made by `python -m vilasr.tokenizer_build`), with the
+  `vilasr/processing/assets/tiny_tokenizer.json` (made by `python -m vilasr.processing.tokenizer_build`), with the
   special ids the tiny model preset fixes (`<|endoftext|>` 2032 ... `<|video_pad|>` 2038).
 
 Encoding never adds BOS/EOS tokens (Qwen2 has none); special-token strings that appear in the text
@@ -31,7 +31,7 @@ VISION_END = "<|vision_end|>"
 IMAGE_PAD = "<|image_pad|>"
 VIDEO_PAD = "<|video_pad|>"
 
-# The ids of the tiny preset (see vilasr.tokenizer_build); the model config relies on them.
+# The ids of the tiny preset (see vilasr.processing.tokenizer_build); the model config relies on them.
 TINY_SPECIAL_IDS = {
     ENDOFTEXT: 2032,
     IM_START: 2033,
@@ -111,12 +111,12 @@ class Tokenizer:
 
     @classmethod
     def tiny(cls) -> "Tokenizer":
-        """The built-in deterministic 2048-id tokenizer (see `vilasr.tokenizer_build`)."""
+        """The built-in deterministic 2048-id tokenizer (see `vilasr.processing.tokenizer_build`)."""
         from tokenizers import Tokenizer as _Backend
 
         if not TINY_TOKENIZER_PATH.exists():
             raise ConfigError(
-                f"{TINY_TOKENIZER_PATH} is missing; rebuild it with `python -m vilasr.tokenizer_build`"
+                f"{TINY_TOKENIZER_PATH} is missing; rebuild it with `python -m vilasr.processing.tokenizer_build`"
             )
         return cls(_Backend.from_file(str(TINY_TOKENIZER_PATH)))
 
@@ -139,7 +139,7 @@ class Tokenizer:
         elif (folder / "vocab.json").exists() and (folder / "merges.txt").exists():
             from tokenizers import models
 
-            from vilasr.tokenizer_build import qwen2_pipeline
+            from vilasr.processing.tokenizer_build import qwen2_pipeline
 
             bpe = models.BPE.from_file(str(folder / "vocab.json"), str(folder / "merges.txt"), unk_token=None)
             backend = qwen2_pipeline(bpe)

@@ -13,8 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from vilasr.image_processing import ImageProcessor, patchify, preprocess_images, preprocess_video, smart_resize
-from vilasr.processor import QWEN2_5_VL_CHAT_TEMPLATE, Processor, sharegpt_to_messages
+from vilasr.processing import Processor, sharegpt_to_messages
+from vilasr.processing.image import ImageProcessor, patchify, preprocess_images, preprocess_video, smart_resize
+from vilasr.processing.processor import QWEN2_5_VL_CHAT_TEMPLATE
 
 transformers = pytest.importorskip("transformers")
 

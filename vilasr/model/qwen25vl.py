@@ -1,4 +1,4 @@
-"""Qwen2.5-VL in Flax NNX: vision tower (vilasr/vision.py) + Qwen2 decoder with multimodal RoPE.
+"""Qwen2.5-VL in Flax NNX: vision tower (vilasr/model/vision.py) + Qwen2 decoder with multimodal RoPE.
 
 Call convention mirrors transformers' `Qwen2_5_VLForConditionalGeneration`:
 
@@ -43,7 +43,6 @@ graph-mode `nnx.jit` re-walks the module on every call (milliseconds per step on
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import jax
@@ -51,112 +50,13 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from vilasr import logical
-from vilasr.config import Qwen25VLConfig, TextConfig
-from vilasr.vision import (
-    Dense,
-    GatedMLP,
-    NEG_INF,
-    RMSNorm,
-    VisionPlan,
-    VisionTower,
-    apply_rotary,
-    masked_softmax,
-    param,
-    softmax_attend,
-    vision_plan,
-)
-
-__all__ = ["KVCache", "Qwen25VL", "get_rope_index", "prepare_inputs", "mrope_cos_sin", "VisionPlan",
-           "vision_plan"]
-
-
-# ----------------------------------------------------------------------------- positions (host)
-def get_rope_index(
-    config: Qwen25VLConfig,
-    input_ids,
-    image_grid_thw=None,
-    video_grid_thw=None,
-    attention_mask=None,
-    second_per_grid_ts=None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """M-RoPE positions (3, B, L) int32 and rope deltas (B,) int32, as transformers computes them.
-
-    Text tokens advance all three rows by one. A run of image (video) placeholder tokens takes
-    the next grid; its tokens get (t, row, col) positions offset by the current position, and
-    the text after it resumes at `start + max(h, w) / merge`. Video time indices are spaced by
-    `tokens_per_second * second_per_grid_t` (default 1 s). Padding (mask 0) gets position 0 and
-    is skipped. `delta = max(position) + 1 - number_of_real_tokens`.
-    """
-    ids = np.asarray(input_ids)
-    if ids.ndim != 2:
-        raise ValueError(f"input_ids must be (batch, length), got shape {ids.shape}")
-    batch, length = ids.shape
-    mask = np.ones_like(ids, dtype=bool) if attention_mask is None else np.asarray(attention_mask).astype(bool)
-    merge = config.vision.spatial_merge_size
-    grids = {
-        1: iter(np.asarray(image_grid_thw, np.int64).reshape(-1, 3)) if image_grid_thw is not None else iter(()),
-        2: iter(np.asarray(video_grid_thw, np.int64).reshape(-1, 3)) if video_grid_thw is not None else iter(()),
-    }
-    seconds = iter(np.asarray(second_per_grid_ts, np.float64).reshape(-1)) if second_per_grid_ts is not None else None
-    positions = np.zeros((3, batch, length), dtype=np.int64)
-    deltas = np.zeros((batch,), dtype=np.int64)
-    for b in range(batch):
-        row = ids[b][mask[b]]
-        kind = np.where(row == config.image_token_id, 1, np.where(row == config.video_token_id, 2, 0))
-        pieces, cur, i = [], 0, 0
-        while i < row.size:
-            j = i
-            while j < row.size and kind[j] == kind[i]:
-                j += 1
-            if kind[i] == 0:
-                pieces.append(np.broadcast_to(np.arange(j - i) + cur, (3, j - i)))
-                cur += j - i
-            else:
-                pos_in_run = i
-                while pos_in_run < j:  # a run may hold several adjacent items
-                    try:
-                        t, h, w = next(grids[kind[i]])
-                    except StopIteration:
-                        what = "image_grid_thw" if kind[i] == 1 else "video_grid_thw"
-                        raise ValueError(f"row {b} has more placeholder runs than entries in {what}") from None
-                    gt, gh, gw = int(t), int(h) // merge, int(w) // merge
-                    interval = 1.0
-                    if kind[i] == 2:
-                        sec = next(seconds) if seconds is not None else 1.0
-                        interval = config.vision.tokens_per_second * float(sec)
-                    tt = (np.arange(gt) * interval).astype(np.int64) + cur
-                    hh = np.arange(gh) + cur
-                    ww = np.arange(gw) + cur
-                    grid = np.stack(np.meshgrid(tt, hh, ww, indexing="ij")).reshape(3, -1)
-                    pieces.append(grid)
-                    cur += max(int(h), int(w)) // merge
-                    pos_in_run += grid.shape[1]
-                if pos_in_run != j:
-                    raise ValueError(f"row {b}: a run of {j - i} placeholder tokens does not match the grids")
-            i = j
-        if pieces:
-            row_pos = np.concatenate(pieces, axis=1)
-            positions[:, b, mask[b]] = row_pos
-            deltas[b] = row_pos.max() + 1 - row.size
-    return positions.astype(np.int32), deltas.astype(np.int32)
-
-
-def _offset_positions(positions: np.ndarray, attention_mask, start) -> np.ndarray:
-    """Shift the real tokens' positions of each row by `start[b]` (padding stays 0)."""
-    valid = np.ones(positions.shape[1:], bool) if attention_mask is None else np.asarray(attention_mask, bool)
-    start = np.asarray(start, np.int32).reshape(1, -1, 1)
-    return np.where(valid[None], positions + start, positions).astype(np.int32)
-
-
-def text_positions(attention_mask: jax.Array, start=None) -> jax.Array:
-    """(3, B, L) positions for a text-only chunk: `start + cumsum(mask) - 1`, padding -> `start`."""
-    mask = attention_mask.astype(jnp.int32)
-    pos = jnp.cumsum(mask, axis=-1) - 1
-    pos = jnp.where(mask > 0, pos, 0)
-    if start is not None:
-        pos = pos + jnp.asarray(start, jnp.int32)[:, None]
-    return jnp.broadcast_to(pos[None], (3,) + pos.shape).astype(jnp.int32)
+from tpu import logical
+from vilasr.model import hf
+from vilasr.model.attention import CACHE_BLOCK, KVCache, cached_attention, grouped_attention
+from vilasr.model.config import Qwen25VLConfig, TextConfig
+from vilasr.model.layers import Dense, GatedMLP, RMSNorm, apply_rotary, param
+from vilasr.model.rope import get_rope_index, mrope_cos_sin, offset_positions, text_positions
+from vilasr.model.vision import VisionPlan, VisionTower, vision_plan
 
 
 def prepare_inputs(
@@ -176,7 +76,7 @@ def prepare_inputs(
     positions, deltas = get_rope_index(config, input_ids, image_grid_thw, video_grid_thw,
                                        attention_mask, second_per_grid_ts)
     if start_positions is not None:
-        positions = _offset_positions(positions, attention_mask, start_positions)
+        positions = offset_positions(positions, attention_mask, start_positions)
         deltas = deltas + np.asarray(start_positions, np.int32).reshape(-1)
     return {
         "positions": positions,
@@ -186,152 +86,7 @@ def prepare_inputs(
     }
 
 
-def mrope_cos_sin(positions: jax.Array, cfg: TextConfig) -> tuple[jax.Array, jax.Array]:
-    """cos/sin (B, L, head_dim) for M-RoPE: frequency band j uses the t/h/w row of its section.
-
-    Frequencies [0, s0) rotate with the temporal row, [s0, s0+s1) with height, the rest with
-    width (non-interleaved), and the half is duplicated as in `rotate_half` rotary embedding.
-    """
-    dim = cfg.head_dim
-    inv_freq = 1.0 / (cfg.rope_theta ** (np.arange(0, dim, 2, dtype=np.float32) / dim))
-    section_of = np.repeat(np.arange(3), cfg.mrope_section)  # (dim/2,) which row each band uses
-    pos = jnp.asarray(positions).astype(jnp.float32)  # (3, B, L)
-    pos = jnp.moveaxis(pos[section_of], 0, -1)  # (B, L, dim/2)
-    freqs = pos * inv_freq
-    emb = jnp.concatenate([freqs, freqs], axis=-1)
-    return jnp.cos(emb), jnp.sin(emb)
-
-
-# ----------------------------------------------------------------------------- KV cache
-@jax.tree_util.register_dataclass
-@dataclasses.dataclass(frozen=True)
-class KVCache:
-    """Fixed-size decoding state; see the module docstring for the contract."""
-
-    k: tuple[jax.Array, ...]
-    v: tuple[jax.Array, ...]
-    mask: jax.Array
-    index: jax.Array
-    next_pos: jax.Array
-
-    @property
-    def max_len(self) -> int:
-        return self.mask.shape[1]
-
-    # Logical axis names of each array (for `tpu/` shardings).
-    K_AXES = ("batch", "kv_heads", "kv", "cache_length")
-    V_AXES = ("batch", "kv_heads", "cache_length", "kv")
-    MASK_AXES = ("batch", "cache_length")
-
-
 # ----------------------------------------------------------------------------- decoder
-def grouped_attention(q, kt, vt, mask, groups: int, dtype, causal: bool = False):
-    """GQA: q (B, L, H, D), kt/vt (B, KV, S, D) (heads-major), mask (B, L, S) bool -> (B, L, H, D).
-
-    With `causal=True` the mask may instead be the key padding mask (B, S): the causal part is
-    then an iota comparison inside each query block (no (B, L, S) mask is built or read).
-
-    Query head h uses key/value head h // groups (transformers' repeat_kv). Each (batch, kv head)
-    is one batched matmul with the group's queries stacked (XLA:CPU runs this far faster than a
-    five-dimensional einsum). With `causal=True` (mask[:, i, j] is False for j > i, S == L) the
-    queries are processed in blocks that only read the keys up to the block's end: half the
-    work, and score tiles small enough to stay in cache.
-    """
-    b, l, h, d = q.shape
-    kv, s = kt.shape[1], kt.shape[2]
-    qt = q.reshape(b, l, kv, groups, d).transpose(0, 2, 1, 3, 4)  # (B, KV, L, G, D)
-    size = _query_block(l) if causal else l
-    outs = []
-    for start in range(0, l, size):
-        end = min(start + size, l)
-        keys = end if causal else s
-        n = (end - start) * groups
-        qb = qt[:, :, start:end].reshape(b * kv, n, d)
-        kb = kt[:, :, :keys].reshape(b * kv, keys, d)
-        vb = vt[:, :, :keys].reshape(b * kv, keys, d)
-        scores = jnp.einsum("nqd,nkd->nqk", qb, kb, preferred_element_type=jnp.float32) * (d ** -0.5)
-        if mask.ndim == 2:  # key padding (B, S); causal from a static iota comparison
-            rows = jax.lax.broadcasted_iota(jnp.int32, (end - start, keys), 0) + start
-            cols = jax.lax.broadcasted_iota(jnp.int32, (end - start, keys), 1)
-            block_mask = (cols <= rows)[None, None, :, None, :] & mask[:, None, None, None, :keys]
-        else:
-            block_mask = mask[:, None, start:end, None, :keys]
-        scores = jnp.where(block_mask, scores.reshape(b, kv, end - start, groups, keys), NEG_INF)
-        out = softmax_attend(scores.reshape(b * kv, n, keys), vb, None, dtype)
-        outs.append(out.reshape(b, kv, end - start, groups, d))
-    out = outs[0] if len(outs) == 1 else jnp.concatenate(outs, axis=2)
-    return out.transpose(0, 2, 1, 3, 4).reshape(b, l, h, d)
-
-
-CACHE_BLOCK = 128  # cache slots are read in blocks of this size; max_len is a multiple of it
-
-
-def _reads_whole_cache(chunk_len: int) -> bool:
-    """Whether a chunk attends over the whole cache in one pass instead of block by block.
-
-    Only for single-token decode steps on XLA:CPU, which copies every dynamically sliced block
-    before a library matmul reads it: there one pass over all `max_len` slots costs less than
-    the blocks' copies and loop overhead. The sampler keeps `max_len` close to what a turn
-    needs (GROWTH), so the slots read past the written ones stay bounded. Other backends (TPU)
-    slice in place and read only the written blocks.
-    """
-    return chunk_len == 1 and jax.default_backend() == "cpu"
-
-
-def cached_attention(q, ck, cv, mask, used, groups: int, dtype, whole: bool | None = None):
-    """GQA of a chunk over the (already updated) cache: q (B, L, H, D), ck (B, KV, D, S) (keys
-    transposed), cv (B, KV, S, D), mask (B, L, S) bool, `used` (traced) the number of slots
-    written so far -> (B, L, H, D).
-
-    By default only the cache blocks holding written slots are read, with a running (online)
-    softmax, so a step costs the length of the conversation so far, not the cache's capacity;
-    `whole` (default: `_reads_whole_cache`) reads every slot in one pass instead. The cache is
-    read with four-dimensional slices and contractions, never reshaped: a reshape makes XLA:CPU
-    fuse the in-place cache write into each reader, copying the whole cache every step.
-    """
-    b, l, h, d = q.shape
-    kv, s = ck.shape[1], ck.shape[3]
-    n = l * groups
-    qt = q.reshape(b, l, kv, groups, d).transpose(0, 2, 1, 3, 4).reshape(b, kv, n, d) * (d ** -0.5)
-    rows = jnp.repeat(mask, groups, axis=1)[:, None]  # (B, 1, L*G, S); query rows in (L, G) order
-
-    def attend(kb, vb, mb):  # one block of keys: unnormalised (max, sum, sum of p @ v)
-        scores = jnp.einsum("bkqd,bkds->bkqs", qt, kb.astype(dtype), preferred_element_type=jnp.float32)
-        scores = jnp.where(mb, scores, NEG_INF)
-        top = scores.max(-1, keepdims=True)
-        p = jnp.exp(scores - top)
-        pv = jnp.einsum("bkqs,bksd->bkqd", p.astype(dtype), vb.astype(dtype), preferred_element_type=jnp.float32)
-        return top, p.sum(-1, keepdims=True), pv
-
-    if whole is None:
-        whole = _reads_whole_cache(l)
-    if whole:
-        _, total, acc = attend(ck, cv, rows)
-    else:
-        def block(j, carry):
-            top, total, acc = carry
-            start = j * CACHE_BLOCK
-            kb = jax.lax.dynamic_slice(ck, (0, 0, 0, start), (b, kv, d, CACHE_BLOCK))
-            vb = jax.lax.dynamic_slice(cv, (0, 0, start, 0), (b, kv, CACHE_BLOCK, d))
-            mb = jax.lax.dynamic_slice(rows, (0, 0, 0, start), (b, 1, n, CACHE_BLOCK))
-            block_top, block_total, block_pv = attend(kb, vb, mb)
-            new_top = jnp.maximum(top, block_top)
-            old, new = jnp.exp(top - new_top), jnp.exp(block_top - new_top)
-            return new_top, total * old + block_total * new, acc * old + block_pv * new
-
-        init = (jnp.full((b, kv, n, 1), NEG_INF, jnp.float32), jnp.zeros((b, kv, n, 1), jnp.float32),
-                jnp.zeros((b, kv, n, d), jnp.float32))
-        blocks = jnp.minimum((used + CACHE_BLOCK - 1) // CACHE_BLOCK, s // CACHE_BLOCK)
-        _, total, acc = jax.lax.fori_loop(0, blocks, block, init)
-    out = (acc / total).astype(dtype)
-    return out.reshape(b, kv, l, groups, d).transpose(0, 2, 1, 3, 4).reshape(b, l, h, d)
-
-
-def _query_block(length: int) -> int:
-    """Query block for causal attention: 128 rows, but at most 8 blocks (bounded program size)."""
-    return max(128, -(-length // 8))
-
-
 class Attention(nnx.Module):
     """Grouped-query attention with QKV bias and M-RoPE; optionally reads/writes a KV cache."""
 
@@ -411,17 +166,13 @@ class Qwen25VL(nnx.Module):
     @classmethod
     def from_pretrained(cls, hf_dir, *, dtype=jnp.float32, param_dtype=None, mesh=None, rules=None,
                         remat: bool = False) -> "Qwen25VL":
-        """Load a local Hugging Face folder (config.json + safetensors); see vilasr.checkpoint_hf."""
-        from vilasr.checkpoint_hf import load_pretrained
-
-        return load_pretrained(hf_dir, dtype=dtype, param_dtype=param_dtype, mesh=mesh, rules=rules,
-                               remat=remat)
+        """Load a local Hugging Face folder (config.json + safetensors); see vilasr.model.hf."""
+        return hf.load_pretrained(hf_dir, cls, dtype=dtype, param_dtype=param_dtype, mesh=mesh, rules=rules,
+                                  remat=remat)
 
     def save_pretrained(self, out_dir, **kwargs) -> None:
-        """Write config.json + safetensors that transformers loads; see vilasr.checkpoint_hf."""
-        from vilasr.checkpoint_hf import save_pretrained
-
-        save_pretrained(self, out_dir, **kwargs)
+        """Write config.json + safetensors that transformers loads; see vilasr.model.hf."""
+        hf.save_pretrained(self, out_dir, **kwargs)
 
     def init_cache(self, batch: int, max_len: int, dtype=None) -> KVCache:
         """An empty cache with room for `max_len` slots (rounded up to a multiple of CACHE_BLOCK)."""
@@ -557,7 +308,7 @@ class Qwen25VL(nnx.Module):
         image_grid = None if image_grid_thw is None else _host(image_grid_thw, "image_grid_thw", "positions")
         video_grid = None if video_grid_thw is None else _host(video_grid_thw, "video_grid_thw", "positions")
         positions, _ = get_rope_index(self.config, ids, image_grid, video_grid, mask, second_per_grid_ts)
-        return positions if start is None else _offset_positions(positions, mask, start)
+        return positions if start is None else offset_positions(positions, mask, start)
 
     def num_params(self) -> int:
         return sum(int(np.prod(p.shape)) for p in jax.tree.leaves(nnx.state(self, nnx.Param)))

@@ -3,12 +3,7 @@
 One mapping table (`_MODULES`) pairs each of our module paths with its transformers name in the
 current layout (`model.visual.*`, `model.language_model.*`, `lm_head`, transformers >= 4.52); the
 legacy layout of the released checkpoints (`visual.*`, `model.*`, `lm_head`) is the same table
-with two prefixes rewritten. Each parameter kind has one converter:
-
-    linear  HF (out, in)            <-> ours (in..., out...)   transpose + split axes
-    conv    HF (D, C, T, P, P)      <-> ours (C*T*P*P, D)      the patch-embed Conv3d is a linear
-    bias    HF (out,)               <-> ours (out...)          reshape
-    copy    HF shape == ours                                   norms and the token embedding
+with two prefixes rewritten. Each kind of tensor (`TensorKind`) has one converter (`TensorRule`).
 
 Loading reads one tensor at a time with `safetensors.safe_open(framework="numpy")`, converts and
 casts it on the host, and places it: with a `mesh`, each device receives only its own shard via
@@ -21,50 +16,72 @@ used with its axes in Auto mode (`logical.auto_axes`): run sharded code under
 
 from __future__ import annotations
 
+import dataclasses
+import enum
 import json
 import math
 import re
 import warnings
 from pathlib import Path
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from vilasr import logical
-from vilasr.config import Qwen25VLConfig
+from tpu import logical
 from vilasr.errors import CheckpointError, ConfigError
+from vilasr.model.config import Qwen25VLConfig
 
-# (our module path, transformers module path in the new layout, kind of `kernel`, input axes of the kernel)
-_MODULES: list[tuple[str, str, str, int]] = [
-    ("visual.patch_embed", "model.visual.patch_embed.proj", "conv", 1),
-    ("visual.blocks.{i}.norm1", "model.visual.blocks.{i}.norm1", "", 0),
-    ("visual.blocks.{i}.norm2", "model.visual.blocks.{i}.norm2", "", 0),
-    ("visual.blocks.{i}.attn.qkv", "model.visual.blocks.{i}.attn.qkv", "linear", 1),
-    ("visual.blocks.{i}.attn.proj", "model.visual.blocks.{i}.attn.proj", "linear", 2),
-    ("visual.blocks.{i}.mlp.gate", "model.visual.blocks.{i}.mlp.gate_proj", "linear", 1),
-    ("visual.blocks.{i}.mlp.up", "model.visual.blocks.{i}.mlp.up_proj", "linear", 1),
-    ("visual.blocks.{i}.mlp.down", "model.visual.blocks.{i}.mlp.down_proj", "linear", 1),
-    ("visual.merger.norm", "model.visual.merger.ln_q", "", 0),
-    ("visual.merger.fc1", "model.visual.merger.mlp.0", "linear", 1),
-    ("visual.merger.fc2", "model.visual.merger.mlp.2", "linear", 1),
-    ("embed", "model.language_model.embed_tokens", "", 0),
-    ("layers.{i}.input_norm", "model.language_model.layers.{i}.input_layernorm", "", 0),
-    ("layers.{i}.post_attn_norm", "model.language_model.layers.{i}.post_attention_layernorm", "", 0),
-    ("layers.{i}.attn.q", "model.language_model.layers.{i}.self_attn.q_proj", "linear", 1),
-    ("layers.{i}.attn.k", "model.language_model.layers.{i}.self_attn.k_proj", "linear", 1),
-    ("layers.{i}.attn.v", "model.language_model.layers.{i}.self_attn.v_proj", "linear", 1),
-    ("layers.{i}.attn.o", "model.language_model.layers.{i}.self_attn.o_proj", "linear", 2),
-    ("layers.{i}.mlp.gate", "model.language_model.layers.{i}.mlp.gate_proj", "linear", 1),
-    ("layers.{i}.mlp.up", "model.language_model.layers.{i}.mlp.up_proj", "linear", 1),
-    ("layers.{i}.mlp.down", "model.language_model.layers.{i}.mlp.down_proj", "linear", 1),
-    ("norm", "model.language_model.norm", "", 0),
-    ("lm_head", "lm_head", "linear", 1),
-]
+class TensorKind(enum.Enum):
+    """How a parameter's array differs from its transformers tensor."""
+
+    LINEAR = "linear"   # HF (out, in) <-> ours (in..., out...): transpose + split axes
+    CONV = "conv"       # HF (D, C, T, P, P) <-> ours (C*T*P*P, D): the patch-embed Conv3d as a linear
+    BIAS = "bias"       # HF (out,) <-> ours (out...): reshape
+    COPY = "copy"       # same shape: norms and the token embedding
+
+
+class ModuleMapping(NamedTuple):
+    """One row of the table: our module path, its transformers path (new layout), the kind of its
+    `kernel`, and how many leading axes of the kernel are input axes."""
+
+    ours: str
+    hf: str
+    kernel_kind: TensorKind
+    n_in: int
+
+
+_L, _C, _N = TensorKind.LINEAR, TensorKind.CONV, TensorKind.COPY
+_MODULES: tuple[ModuleMapping, ...] = tuple(ModuleMapping(*row) for row in (
+    ("visual.patch_embed", "model.visual.patch_embed.proj", _C, 1),
+    ("visual.blocks.{i}.norm1", "model.visual.blocks.{i}.norm1", _N, 0),
+    ("visual.blocks.{i}.norm2", "model.visual.blocks.{i}.norm2", _N, 0),
+    ("visual.blocks.{i}.attn.qkv", "model.visual.blocks.{i}.attn.qkv", _L, 1),
+    ("visual.blocks.{i}.attn.proj", "model.visual.blocks.{i}.attn.proj", _L, 2),
+    ("visual.blocks.{i}.mlp.gate", "model.visual.blocks.{i}.mlp.gate_proj", _L, 1),
+    ("visual.blocks.{i}.mlp.up", "model.visual.blocks.{i}.mlp.up_proj", _L, 1),
+    ("visual.blocks.{i}.mlp.down", "model.visual.blocks.{i}.mlp.down_proj", _L, 1),
+    ("visual.merger.norm", "model.visual.merger.ln_q", _N, 0),
+    ("visual.merger.fc1", "model.visual.merger.mlp.0", _L, 1),
+    ("visual.merger.fc2", "model.visual.merger.mlp.2", _L, 1),
+    ("embed", "model.language_model.embed_tokens", _N, 0),
+    ("layers.{i}.input_norm", "model.language_model.layers.{i}.input_layernorm", _N, 0),
+    ("layers.{i}.post_attn_norm", "model.language_model.layers.{i}.post_attention_layernorm", _N, 0),
+    ("layers.{i}.attn.q", "model.language_model.layers.{i}.self_attn.q_proj", _L, 1),
+    ("layers.{i}.attn.k", "model.language_model.layers.{i}.self_attn.k_proj", _L, 1),
+    ("layers.{i}.attn.v", "model.language_model.layers.{i}.self_attn.v_proj", _L, 1),
+    ("layers.{i}.attn.o", "model.language_model.layers.{i}.self_attn.o_proj", _L, 2),
+    ("layers.{i}.mlp.gate", "model.language_model.layers.{i}.mlp.gate_proj", _L, 1),
+    ("layers.{i}.mlp.up", "model.language_model.layers.{i}.mlp.up_proj", _L, 1),
+    ("layers.{i}.mlp.down", "model.language_model.layers.{i}.mlp.down_proj", _L, 1),
+    ("norm", "model.language_model.norm", _N, 0),
+    ("lm_head", "lm_head", _L, 1),
+))
 _LEGACY_PREFIXES = (("model.visual.", "visual."), ("model.language_model.", "model."))
-_COMPILED = [(re.compile("^" + re.escape(ours).replace(r"\{i\}", r"(\d+)") + r"(?:\.(kernel|bias|scale))?$"),
-              hf, kind, n_in) for ours, hf, kind, n_in in _MODULES]
+_COMPILED = [(re.compile("^" + re.escape(m.ours).replace(r"\{i\}", r"(\d+)") + r"(?:\.(kernel|bias|scale))?$"), m)
+             for m in _MODULES]
 
 DEFAULT_MAX_SHARD_BYTES = 5 * 1024**3
 
@@ -76,52 +93,55 @@ def _to_legacy(name: str) -> str:
     return name
 
 
-class _Rule:
+@dataclasses.dataclass(frozen=True)
+class TensorRule:
     """How one of our parameters maps to one HF tensor."""
 
-    def __init__(self, ours: str, hf: str, kind: str, n_in: int):
-        self.ours, self.hf, self.kind, self.n_in = ours, hf, kind, n_in
+    ours: str
+    hf: str
+    kind: TensorKind
+    n_in: int
 
     def hf_shape(self, shape: tuple[int, ...], cfg: Qwen25VLConfig) -> tuple[int, ...]:
-        if self.kind == "linear":
+        if self.kind is TensorKind.LINEAR:
             return (math.prod(shape[self.n_in:]), math.prod(shape[: self.n_in]))
-        if self.kind == "conv":
+        if self.kind is TensorKind.CONV:
             v = cfg.vision
             return (shape[1], v.in_channels, v.temporal_patch_size, v.patch_size, v.patch_size)
-        if self.kind == "bias":
+        if self.kind is TensorKind.BIAS:
             return (math.prod(shape),)
         return tuple(shape)
 
     def to_ours(self, w: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-        if self.kind == "linear":
+        if self.kind is TensorKind.LINEAR:
             return w.T.reshape(shape)
-        if self.kind == "conv":
+        if self.kind is TensorKind.CONV:
             return w.reshape(w.shape[0], -1).T
         return w.reshape(shape)
 
     def to_hf(self, w: np.ndarray, cfg: Qwen25VLConfig) -> np.ndarray:
         target = self.hf_shape(w.shape, cfg)
-        if self.kind == "linear":
+        if self.kind is TensorKind.LINEAR:
             return np.ascontiguousarray(w.reshape(target[1], target[0]).T)
-        if self.kind == "conv":
+        if self.kind is TensorKind.CONV:
             return np.ascontiguousarray(w.T.reshape(target))
         return np.ascontiguousarray(w.reshape(target))
 
 
-def hf_rule(our_path: str, layout: str = "new") -> _Rule:
+def hf_rule(our_path: str, layout: str = "new") -> TensorRule:
     """The mapping rule for one of our parameter paths (e.g. 'layers.0.attn.q.kernel')."""
-    for pattern, hf, kind, n_in in _COMPILED:
+    for pattern, row in _COMPILED:
         m = pattern.match(our_path)
         if m is None:
             continue
         groups = m.groups()
         leaf = groups[-1]
-        name = hf.replace("{i}", groups[0]) if "{i}" in hf else hf
+        name = row.hf.replace("{i}", groups[0]) if "{i}" in row.hf else row.hf
         name += ".bias" if leaf == "bias" else ".weight"
         if layout == "legacy":
             name = _to_legacy(name)
-        leaf_kind = "bias" if leaf == "bias" else (kind if leaf == "kernel" else "copy")
-        return _Rule(our_path, name, leaf_kind, n_in)
+        kind = TensorKind.BIAS if leaf == "bias" else (row.kernel_kind if leaf == "kernel" else TensorKind.COPY)
+        return TensorRule(our_path, name, kind, row.n_in)
     raise CheckpointError(f"no Hugging Face name is known for parameter {our_path!r}")
 
 
@@ -183,11 +203,9 @@ def _read_config(hf_dir: Path) -> Qwen25VLConfig:
     return Qwen25VLConfig.from_hf_dict(raw)
 
 
-def load_pretrained(hf_dir, *, dtype=jnp.float32, param_dtype=None, mesh=None, rules=None,
+def load_pretrained(hf_dir, model_class, *, dtype=jnp.float32, param_dtype=None, mesh=None, rules=None,
                     remat: bool = False, config: Qwen25VLConfig | None = None):
-    """Build a `Qwen25VL` from a local HF folder. Raises CheckpointError / ConfigError."""
-    from vilasr.model import Qwen25VL
-
+    """Build a `model_class` (Qwen25VL) from a local HF folder. Raises CheckpointError / ConfigError."""
     hf_dir = Path(hf_dir)
     if not hf_dir.is_dir():
         raise CheckpointError(f"{hf_dir} is not a directory")
@@ -201,7 +219,7 @@ def load_pretrained(hf_dir, *, dtype=jnp.float32, param_dtype=None, mesh=None, r
     rules = logical.current_rules() if rules is None else tuple(rules)
     mesh = None if mesh is None else logical.auto_axes(mesh)
 
-    abstract = nnx.eval_shape(lambda: Qwen25VL(cfg, dtype=dtype, param_dtype=param_dtype, rngs=nnx.Rngs(0)))
+    abstract = nnx.eval_shape(lambda: model_class(cfg, dtype=dtype, param_dtype=param_dtype, rngs=nnx.Rngs(0)))
     graphdef, state = nnx.split(abstract)
     used = set()
     for our, var in _our_params(state):
@@ -253,6 +271,15 @@ def _to_host(value) -> np.ndarray:
     return np.asarray(jax.device_get(value))
 
 
+class _SaveEntry(NamedTuple):
+    """One tensor to write: its rule, our variable, its size on disk and the dtype it is saved in."""
+
+    rule: TensorRule
+    var: nnx.Variable
+    nbytes: int
+    dtype: np.dtype
+
+
 def save_pretrained(model, out_dir, *, max_shard_size=DEFAULT_MAX_SHARD_BYTES, layout: str = "legacy",
                     config_layout: str = "flat", dtype=None) -> None:
     """Write config.json, generation_config.json and safetensors that transformers loads.
@@ -271,18 +298,17 @@ def save_pretrained(model, out_dir, *, max_shard_size=DEFAULT_MAX_SHARD_BYTES, l
     out.mkdir(parents=True, exist_ok=True)
     limit = _parse_size(max_shard_size)
 
-    entries = []  # (hf name, rule, variable, nbytes)
+    entries = []
     for our, var in _our_params(model):
-        rule = hf_rule(our, layout)
         save_dtype = np.dtype(dtype or var.get_value().dtype)
-        entries.append((rule.hf, rule, var, math.prod(var.shape) * save_dtype.itemsize, save_dtype))
+        entries.append(_SaveEntry(hf_rule(our, layout), var, math.prod(var.shape) * save_dtype.itemsize, save_dtype))
     shards, current, size = [], [], 0
     for entry in entries:
-        if current and size + entry[3] > limit:
+        if current and size + entry.nbytes > limit:
             shards.append(current)
             current, size = [], 0
         current.append(entry)
-        size += entry[3]
+        size += entry.nbytes
     shards.append(current)
 
     names = (["model.safetensors"] if len(shards) == 1 else
@@ -293,10 +319,10 @@ def save_pretrained(model, out_dir, *, max_shard_size=DEFAULT_MAX_SHARD_BYTES, l
     weight_map, total = {}, 0
     for fname, shard in zip(names, shards):
         tensors = {}
-        for hf, rule, var, nbytes, save_dtype in shard:
-            tensors[hf] = rule.to_hf(_to_host(var.get_value()).astype(save_dtype), cfg)
-            weight_map[hf] = fname
-            total += nbytes
+        for entry in shard:
+            tensors[entry.rule.hf] = entry.rule.to_hf(_to_host(entry.var.get_value()).astype(entry.dtype), cfg)
+            weight_map[entry.rule.hf] = fname
+            total += entry.nbytes
         if jax.process_index() == 0:
             save_file(tensors, str(out / fname), metadata={"format": "pt"})
         del tensors
@@ -306,7 +332,7 @@ def save_pretrained(model, out_dir, *, max_shard_size=DEFAULT_MAX_SHARD_BYTES, l
         index = {"metadata": {"total_size": total}, "weight_map": dict(sorted(weight_map.items()))}
         (out / "model.safetensors.index.json").write_text(json.dumps(index, indent=2) + "\n")
     torch_dtype = {"float32": "float32", "bfloat16": "bfloat16", "float16": "float16"}.get(
-        entries[0][4].name, "float32")
+        entries[0].dtype.name, "float32")
     (out / "config.json").write_text(json.dumps(cfg.to_hf_dict(config_layout, torch_dtype), indent=2) + "\n")
     gen = {"bos_token_id": cfg.bos_token_id, "eos_token_id": list(cfg.eos_token_ids),
            "pad_token_id": cfg.pad_token_id}

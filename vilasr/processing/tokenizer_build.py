@@ -1,8 +1,8 @@
-"""Build the tiny built-in tokenizer (`vilasr/assets/tiny_tokenizer.json`).
+"""Build the tiny built-in tokenizer (`vilasr/processing/assets/tiny_tokenizer.json`).
 
-    python -m vilasr.tokenizer_build            # rewrite the shipped asset
-    python -m vilasr.tokenizer_build --out X    # write somewhere else
-    python -m vilasr.tokenizer_build --check    # exit 1 if the asset is not what this script makes
+    python -m vilasr.processing.tokenizer_build            # rewrite the shipped asset
+    python -m vilasr.processing.tokenizer_build --out X    # write somewhere else
+    python -m vilasr.processing.tokenizer_build --check    # exit 1 if the asset is not what this script makes
 
 The tokenizer has the same pipeline as Qwen2/Qwen2.5-VL's `tokenizer.json` (NFC normaliser, the
 Qwen2 split regex, byte-level pre-tokenizer and decoder, BPE without an unknown token); only the
@@ -29,6 +29,8 @@ import random
 import re
 import sys
 from pathlib import Path
+
+from drawing_ops.protocol import ANSWER_ACTION, BOX_TOOL, TOOL_NAMES
 
 VOCAB_SIZE = 2048
 BPE_SIZE = 2032
@@ -104,7 +106,6 @@ WORDS = (
     "critically examine whether accurate accurately wrong mistake slightly partially fully "
     "visible hidden occluded overlap overlapping contains containing covers aligned alignment"
 ).split()
-TOOLS = ("Object Mapper", "Path Tracer")
 THINK_OPENERS = (
     "Let me first locate",
     "I need to find",
@@ -172,7 +173,7 @@ def _json_block(rng: random.Random, tool: str, n_images: int) -> str:
     items = []
     for _ in range(rng.randrange(1, 4)):
         idx = rng.randrange(1, n_images + 1)
-        if tool == "Object Mapper":
+        if tool == BOX_TOOL:
             items.append(f'{{"index": {idx}, "bbox_2d": {_bbox(rng)}, "label": "{_label(rng)}"}}')
         else:
             items.append(
@@ -254,9 +255,9 @@ def _trajectory(rng: random.Random) -> str:
         think = " ".join(_sentence(rng, n_images) for _ in range(rng.randrange(1, 4)))
         out.append("<|im_start|>assistant\n<think>" + think + "</think>")
         if t == turns - 1:
-            out.append(f" Action: Answer\n<answer>{_answer(rng)}</answer><|im_end|>\n")
+            out.append(f" Action: {ANSWER_ACTION}\n<answer>{_answer(rng)}</answer><|im_end|>\n")
             break
-        tool = rng.choice(TOOLS)
+        tool = rng.choice(TOOL_NAMES)
         out.append(f" Action: {tool}\n{_json_block(rng, tool, n_images)}<|im_end|>\n")
         n_new = rng.randrange(1, 3)
         out.append("<|im_start|>user\n" + _feedback(rng, n_images + 1, n_new, t == turns - 2) + "<|im_end|>\n")

@@ -1,4 +1,4 @@
-"""The tiny built-in tokenizer and the tokenizer wrapper (vilasr.tokenizer, vilasr.tokenizer_build)."""
+"""The tiny built-in tokenizer and the tokenizer wrapper (vilasr.processing.tokenizer, .tokenizer_build)."""
 
 import json
 import os
@@ -11,9 +11,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from vilasr.tokenizer import TINY_SPECIAL_IDS, Tokenizer
+from vilasr.processing.tokenizer import TINY_SPECIAL_IDS, Tokenizer
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 SAMPLES = [
     "",
@@ -106,13 +106,13 @@ def test_build_is_deterministic_and_matches_the_asset(tmp_path):
         out = tmp_path / f"tok{seed}.json"
         env = {**os.environ, "PYTHONHASHSEED": seed}
         subprocess.run(
-            [sys.executable, "-m", "vilasr.tokenizer_build", "--out", str(out)],
+            [sys.executable, "-m", "vilasr.processing.tokenizer_build", "--out", str(out)],
             cwd=REPO, env=env, check=True, capture_output=True,
         )
         outs.append(out.read_bytes())
     assert outs[0] == outs[1]
-    shipped = (REPO / "vilasr" / "assets" / "tiny_tokenizer.json").read_bytes()
-    assert outs[0] == shipped, "the shipped tokenizer is stale: run `python -m vilasr.tokenizer_build`"
+    shipped = (REPO / "vilasr" / "processing" / "assets" / "tiny_tokenizer.json").read_bytes()
+    assert outs[0] == shipped, "the shipped tokenizer is stale: run `python -m vilasr.processing.tokenizer_build`"
 
 
 def test_save_and_from_pretrained_round_trip(tiny, tmp_path):

@@ -7,12 +7,15 @@ the first box for "lamp" is wrong, the next turn redraws the same label in the r
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
 import numpy as np
 
-from drawing_ops import VisualContext, parse_tool_calls
+from drawing_ops import Box, Line, VisualContext, parse_tool_calls
+from drawing_ops.protocol import Role, format_answer_turn, format_tool_turn
+from drawing_ops.render import BACKENDS
 from synth.raster import contact_sheet
 
 # name -> (x1, y1, x2, y2, rgb) of the objects in the built-in scene
@@ -36,29 +39,36 @@ def make_scene(height: int = 392, width: int = 448) -> np.ndarray:
     return scene
 
 
-def _box(label: str, dx: int = 0, dy: int = 0) -> dict:
+def _box(label: str, index: int, dx: int = 0, dy: int = 0) -> Box:
     x1, y1, x2, y2, _ = SCENE_OBJECTS[label]
-    return {"index": 1, "bbox_2d": [x1 + dx, y1 + dy, x2 + dx, y2 + dy], "label": label}
-
-
-def _turn(think: str, tool: str, items: list[dict], index: int) -> str:
-    for item in items:
-        item["index"] = index
-    return f"<think>{think}</think> Action: {tool}\n```json\n{json.dumps(items)}\n```"
+    return Box(index, (x1 + dx, y1 + dy, x2 + dx, y2 + dy), label)
 
 
 def demo_turns() -> list[str]:
     """The assistant turns of the scripted trajectory (image indices as the context assigns them)."""
     return [
-        _turn("I need the table, the chair and the lamp. I will box them first.", "Object Mapper",
-              [_box("table"), _box("chair"), _box("lamp", dx=-120, dy=40)], index=1),
-        _turn("The lamp box on image 2 sits on empty wall, not on the lamp. I redraw it.", "Object Mapper",
-              [_box("lamp")], index=2),
-        _turn("Now a line from the chair to the lamp to judge the direction.", "Path Tracer",
-              [{"start_point_2d": [335, 295], "end_point_2d": [355, 105], "label": "chair-to-lamp"}], index=3),
-        "<think>The line from the chair goes almost straight up to the lamp, so the lamp is above "
-        "the chair.</think> Action: Answer\n<answer>B</answer>",
+        format_tool_turn("I need the table, the chair and the lamp. I will box them first.",
+                         [_box("table", 1), _box("chair", 1), _box("lamp", 1, dx=-120, dy=40)]),
+        format_tool_turn("The lamp box on image 2 sits on empty wall, not on the lamp. I redraw it.",
+                         [_box("lamp", 2)]),
+        format_tool_turn("Now a line from the chair to the lamp to judge the direction.",
+                         [Line(3, (335, 295), (355, 105), "chair-to-lamp")]),
+        format_answer_turn("The line from the chair goes almost straight up to the lamp, so the lamp is above "
+                           "the chair.", "B"),
     ]
+
+
+def add_parser(sub) -> None:
+    demo = sub.add_parser("demo", help="draw a scripted multi-turn trajectory on a built-in scene",
+                          formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    demo.add_argument("--out", type=Path, default=Path("out/demo"), help="output folder")
+    demo.add_argument("--backend", choices=BACKENDS, default="numpy", help="drawing backend")
+    demo.set_defaults(func=run)
+
+
+def run(args) -> int:
+    run_demo(args.out, backend=args.backend)
+    return 0
 
 
 def run_demo(out: Path, backend: str = "numpy") -> list[Path]:
@@ -67,16 +77,16 @@ def run_demo(out: Path, backend: str = "numpy") -> list[Path]:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     context = VisualContext([make_scene()], backend=backend)
-    log = [{"role": "user", "content": "<image> Is the lamp (A) below or (B) above the chair?"}]
+    log = [{"role": str(Role.USER), "content": "<image> Is the lamp (A) below or (B) above the chair?"}]
     for text in demo_turns():
         turn = parse_tool_calls(text, num_images=len(context))
         if turn.errors:
             raise RuntimeError(f"the demo script has a bad turn: {turn.errors}")
-        log.append({"role": "assistant", "content": text})
+        log.append({"role": str(Role.ASSISTANT), "content": text})
         if turn.answer is not None:
             break
         new = context.apply(turn.actions)
-        log.append({"role": "user", "content": " ".join(f"image {k} <image>" for k in new)})
+        log.append({"role": str(Role.USER), "content": " ".join(f"image {k} <image>" for k in new)})
     written = []
     for k, image in enumerate(context.images, start=1):
         path = out / f"image_{k}.png"

@@ -93,3 +93,26 @@ def test_infer_bad_inputs(tmp_path, capsys):
     assert main(["infer", "--preset", "tiny", "--image", str(bad), "--question", "q"]) == 2
     assert "error:" in capsys.readouterr().err
     assert main(["infer", "--model", str(tmp_path / "missing"), "--image", str(bad), "--question", "q"]) == 2
+
+
+def test_python_dash_m_vilasr_and_version():
+    import vilasr
+
+    proc = subprocess.run([sys.executable, "-m", "vilasr", "--version"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == f"vilasr {vilasr.__version__}"
+
+
+def test_infer_flags_take_their_defaults_from_the_configs(capsys):
+    from vilasr.cli import build_parser
+    from vilasr.rollout import RolloutConfig, SamplingConfig
+
+    args = build_parser().parse_args(["infer", "--preset", "tiny", "--image", "x.png", "--question", "q"])
+    for name in ("max_turns", "max_turns_maze", "max_images", "max_turn_tokens", "max_response_tokens"):
+        assert getattr(args, name) == getattr(RolloutConfig(), name)
+    for name in ("temperature", "top_p", "top_k", "greedy"):
+        assert getattr(args, name) == getattr(SamplingConfig(), name)
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["infer", "--help"])
+    shown = " ".join(capsys.readouterr().out.split())
+    assert f"--max-turns-maze MAX_TURNS_MAZE model turns per maze trajectory (default: {RolloutConfig().max_turns_maze})" in shown

@@ -1,0 +1,5 @@
+import sys
+
+from vilasr.cli.main import main
+
+sys.exit(main())

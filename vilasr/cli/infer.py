@@ -1,0 +1,109 @@
+"""`vilasr infer`: one multi-turn drawing rollout on your images, printed turn by turn, with every
+image of the trajectory written as a PNG. Rollout and sampling flags come from `RolloutConfig` and
+`SamplingConfig` (vilasr/cli/flags.py), with their defaults."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from drawing_ops.protocol import ProblemType
+from vilasr.cli.flags import add_config_flags, config_from_args
+
+EXIT_BAD_INPUT = 2
+ROLLOUT_FLAGS = ("max_turns", "max_turns_maze", "max_images", "max_turn_tokens", "max_response_tokens")
+SAMPLING_FLAGS = ("temperature", "top_p", "top_k", "greedy")
+
+
+def add_parser(sub) -> None:
+    from vilasr.rollout import RolloutConfig, RolloutTask, SamplingConfig
+
+    infer = sub.add_parser("infer", help="run a multi-turn drawing rollout on images and print it",
+                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    source = infer.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model", type=Path, help="a local Hugging Face Qwen2.5-VL folder")
+    source.add_argument("--preset", choices=["tiny"], help="a randomly initialised built-in model")
+    infer.add_argument("--image", type=Path, action="append", required=True, help="input image (repeat for more)")
+    infer.add_argument("--question", required=True, help="the question, options included")
+    infer.add_argument("--problem-type", default=str(RolloutTask.problem_type), choices=[str(p) for p in ProblemType],
+                       help="how the answer is asked for")
+    infer.add_argument("--data-type", default=RolloutTask.data_type,
+                       help="kind of input; 'maze' allows --max-turns-maze turns instead of --max-turns")
+    add_config_flags(infer, RolloutConfig, ROLLOUT_FLAGS)
+    add_config_flags(infer, SamplingConfig, SAMPLING_FLAGS)
+    infer.add_argument("--seed", type=int, default=0, help="sampling seed (and the tiny preset's weights)")
+    infer.add_argument("--out", type=Path, default=Path("out/infer"), help="folder for the trajectory's images")
+    infer.set_defaults(func=run)
+
+
+def load_model_and_processor(model_dir: Path | None, preset: str | None, seed: int = 0):
+    """A local Hugging Face folder, or a randomly initialised preset (for trying the pipeline)."""
+    from flax import nnx
+
+    from vilasr.errors import ConfigError
+    from vilasr.model import Qwen25VL, Qwen25VLConfig
+    from vilasr.processing import Processor
+
+    if model_dir is not None:
+        return Qwen25VL.from_pretrained(model_dir), Processor.from_pretrained(model_dir)
+    if preset != "tiny":
+        raise ConfigError(f"--preset {preset} has no built-in tokenizer or weights; pass --model DIR "
+                          "(a local Hugging Face folder) or use --preset tiny")
+    return Qwen25VL(Qwen25VLConfig.preset("tiny"), rngs=nnx.Rngs(seed)), Processor.tiny()
+
+
+def format_trajectory(traj, tokenizer) -> str:
+    """The conversation as text: prompt, then alternating model turns and tool feedback."""
+    pieces, start = [], 0
+    mask = traj.model_mask
+    for i in range(1, len(mask) + 1):
+        if i == len(mask) or mask[i] != mask[start]:
+            who = "model" if mask[start] else ("prompt" if start == 0 else "feedback")
+            text = tokenizer.decode(traj.token_ids[start:i].tolist())
+            text = _collapse_image_pads(text)
+            pieces.append(f"--- {who} ---\n{text.strip()}")
+            start = i
+    pieces.append(f"--- finish: {traj.finish_reason}; answer: {traj.answer!r}; "
+                  f"{traj.response_len} response tokens, {len(traj.images)} images ---")
+    return "\n\n".join(pieces)
+
+
+def _collapse_image_pads(text: str) -> str:
+    return re.sub(r"<\|vision_start\|>(<\|image_pad\|>)+<\|vision_end\|>",
+                  lambda m: f"<image: {m.group(0).count('<|image_pad|>')} tokens>", text)
+
+
+def run(args) -> int:
+    from PIL import UnidentifiedImageError
+
+    from vilasr.errors import VilasrError
+
+    try:
+        return _run(args)
+    except (OSError, UnidentifiedImageError, VilasrError) as exc:
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+def _run(args) -> int:
+    from PIL import Image
+
+    from vilasr.rollout import RolloutConfig, RolloutTask, SamplingConfig, rollout
+
+    images = [np.asarray(Image.open(p).convert("RGB")) for p in args.image]
+    sampling = config_from_args(SamplingConfig, args, SAMPLING_FLAGS)
+    config = config_from_args(RolloutConfig, args, ROLLOUT_FLAGS, sampling=sampling)
+    model, processor = load_model_and_processor(args.model, args.preset, args.seed)
+    task = RolloutTask(images=images, question=args.question, problem_type=args.problem_type, data_type=args.data_type)
+    traj, = rollout(model, processor, [task], config, seed=args.seed, progress=True)
+    print(format_trajectory(traj, processor.tokenizer))
+    args.out.mkdir(parents=True, exist_ok=True)
+    for k, image in enumerate(traj.images, start=1):
+        path = args.out / f"image_{k}.png"
+        Image.fromarray(image).save(path)
+        print(f"image {k}: {path}")
+    return 0

@@ -1,0 +1,1 @@
+"""Scoring (RL rewards and evaluation metrics from one core), benchmark runners and reports."""

@@ -1,0 +1,285 @@
+"""Multi-turn drawing rollouts for a batch of tasks, on one persistent KV cache (docs/method.md, the loop).
+
+Per turn: decode every live trajectory (vilasr.rollout.sampler), parse each turn
+(drawing_ops.parse_tool_calls), decide whether the trajectory stops (and why), apply the drawing
+to its visual context with the JAX batch renderer, preprocess and encode *only the new images* on
+the device (vilasr.rollout.vision), and append the feedback turn to the cache. Nothing is ever
+re-encoded or re-prefilled: a trajectory's cost is its own new tokens. (`persistent_cache=False`
+re-prefills the whole conversation every turn instead -- the reference's way, kept as the
+benchmark peer and a test oracle.)
+
+A trajectory ends with a `FinishReason`. A bad trajectory ends with its reason; the others go on,
+and their tokens do not depend on their batch-mates (per-row keys).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+from tqdm import tqdm
+
+from drawing_ops import ParsedTurn, ToolCallError, ToolSchemaError, ToolIndexError, VisualContext, parse_tool_calls
+from drawing_ops.protocol import IMAGE_PLACEHOLDER, FinishReason, ImageInfo, PromptTemplate
+from vilasr.model import prepare_inputs
+from vilasr.processing.image import resize_rgb, to_rgb_array
+from vilasr.processing.processor import expand_placeholders
+from vilasr.processing.tokenizer import IM_END, IM_START
+from vilasr.rollout.config import RolloutConfig
+from vilasr.rollout.sampler import GROWTH, bucket, decode, grow_cache, prefill
+from vilasr.rollout.trajectory import RolloutTask, Segment, Trajectory
+from vilasr.rollout.vision import DeviceVision
+
+VISION_SLOT = "<|vision_start|><|image_pad|><|vision_end|>"
+
+
+@dataclasses.dataclass
+class _Row:
+    """A trajectory in progress (host side)."""
+
+    task: RolloutTask
+    context: VisualContext
+    max_turns: int
+    segments: list[Segment] = dataclasses.field(default_factory=list)
+    turns: list[str] = dataclasses.field(default_factory=list)
+    parsed: list[ParsedTurn] = dataclasses.field(default_factory=list)
+    finish_reason: FinishReason | None = None
+    answer: str | None = None
+    tokens_processed: int = 0
+    images_encoded: int = 0
+    grids: list = dataclasses.field(default_factory=list)
+
+    @property
+    def live(self) -> bool:
+        return self.finish_reason is None
+
+    def length(self) -> int:
+        return sum(len(s.ids) for s in self.segments)
+
+    def add(self, ids, is_model: bool, logprobs=None) -> None:
+        ids = np.asarray(ids, np.int32)
+        lp = np.zeros(len(ids), np.float32) if logprobs is None else np.asarray(logprobs, np.float32)
+        self.segments.append(Segment(ids, is_model, lp))
+
+
+# ----------------------------------------------------------------------------- turn outcome
+def _reason_after_turn(parsed: ParsedTurn, stopped: bool, hit_budget: bool, turn: int,
+                       max_turns: int) -> FinishReason | None:
+    """Why a trajectory ends after this model turn, or None if its drawing should be applied."""
+    if not stopped:
+        return FinishReason.BUDGET if hit_budget else FinishReason.LENGTH
+    if parsed.answer is not None:
+        return FinishReason.ANSWER
+    if turn >= max_turns:
+        return FinishReason.MAX_TURNS
+    for kind in (ToolSchemaError, ToolIndexError):  # the first kind found decides, in this order
+        if any(isinstance(e, kind) for e in parsed.errors):
+            return kind.reason
+    if not parsed.actions:
+        return FinishReason.TOOL_ERROR
+    return None
+
+
+# ----------------------------------------------------------------------------- text of the turns
+def _image_infos(shapes, first_index: int = 1) -> list[ImageInfo]:
+    return [ImageInfo(first_index + k, w, h) for k, (h, w) in enumerate(shapes)]
+
+
+def _prompt_text(processor, task: RolloutTask, shapes, template: PromptTemplate) -> str:
+    messages = template.prompt_messages(task.question, _image_infos(shapes), options=task.options,
+                                        problem_type=task.problem_type)
+    return processor.apply_chat_template(messages, add_generation_prompt=True)
+
+
+def _feedback_text(template: PromptTemplate, new_images: Sequence[ImageInfo], final: bool) -> str:
+    """The chat-template text of a feedback turn, from after the model's end-of-turn token to the
+    start of the next model turn."""
+    body = template.feedback_prompt(new_images, final=final).replace(IMAGE_PLACEHOLDER, VISION_SLOT)
+    return f"\n{IM_START}user\n{body}{IM_END}\n{IM_START}assistant\n"
+
+
+def _tokens(processor, text: str, image_shapes) -> list[int]:
+    """Token ids of `text` with each image slot expanded to its number of image tokens."""
+    counts = [processor.num_image_tokens(h, w) for h, w in image_shapes]
+    return processor.tokenizer.encode(expand_placeholders([text], counts, [])[0])
+
+
+# ----------------------------------------------------------------------------- the loop
+def _chunk(rows_ids: list[list[int] | None]) -> tuple[np.ndarray, np.ndarray]:
+    """Right-padded (B, bucket) ids and mask; None rows are all padding."""
+    longest = max((len(r) for r in rows_ids if r is not None), default=1)
+    width = bucket(longest)
+    ids = np.zeros((len(rows_ids), width), np.int32)
+    mask = np.zeros((len(rows_ids), width), bool)
+    for b, r in enumerate(rows_ids):
+        if r:
+            ids[b, : len(r)] = r
+            mask[b, : len(r)] = True
+    return ids, mask
+
+
+def _prefill_chunk(model, parts, cache, rows_ids, row_feats, grids):
+    """Append one chunk (rows' token ids with their images' features, in order) to the cache."""
+    ids, mask = _chunk(rows_ids)
+    need = int(cache.index) + ids.shape[1]
+    if need > cache.max_len:
+        cache = grow_cache(cache, need + GROWTH)
+    feats = [f for fs in row_feats for f in fs]
+    if not feats:
+        return prefill(parts, cache, ids, mask)
+    inputs = prepare_inputs(model.config, ids, mask, np.array(grids, np.int32),
+                            start_positions=np.asarray(jax.device_get(cache.next_pos)))
+    embeds = jnp.concatenate(feats, axis=0)
+    return prefill(parts, cache, ids, mask, positions=inputs["positions"], image_embeds=embeds)
+
+
+def rollout(model, processor, tasks: Sequence[RolloutTask], config: RolloutConfig = RolloutConfig(),
+            seed: int = 0, forced_turns: Sequence[Sequence[str]] | None = None,
+            progress: bool = False) -> list[Trajectory]:
+    """Run the multi-turn drawing loop for every task; one Trajectory per task, in order.
+
+    `forced_turns[i]` (optional) scripts task i's first model turns: each text (its end-of-turn
+    token appended) is emitted instead of sampled, with the model's log-probabilities recorded --
+    to score a known trajectory, or to drive the loop deterministically in tests. Later turns
+    are sampled.
+    """
+    parts = nnx.split(model)
+    vision = DeviceVision(model, parts, processor.image_processor, config.draw_labels)
+    tok = processor.tokenizer
+    stop_ids = sorted(set(tok.eos_ids) | {tok.im_end_id})
+    base_key = jax.random.key(seed)
+    rows = []
+    for i, task in enumerate(tasks):
+        images = []
+        for im in task.images:
+            im = to_rgb_array(im)
+            h, w = processor.image_processor.target_size(*im.shape[:2])
+            images.append(im if im.shape[:2] == (h, w) else resize_rgb(im, h, w))
+        rows.append(_Row(task=task, context=VisualContext(images, max_images=config.max_images, backend="jax",
+                                                          draw_labels=config.draw_labels),
+                         max_turns=config.turn_budget(task)))
+    row_keys = jnp.stack([jax.random.fold_in(base_key, t.seed if t.seed is not None else i)
+                          for i, t in enumerate(tasks)])
+
+    # the prompt chunk: every task's system + question turns with its input images
+    prompt_ids, prompt_feats, grids = [], [], []
+    for row in rows:
+        shapes = [im.shape[:2] for im in row.context.images]
+        ids = _tokens(processor, _prompt_text(processor, row.task, shapes, config.template), shapes)
+        row.add(ids, False)
+        row.grids += [vision.grid(*s) for s in shapes]
+        prompt_ids.append(ids)
+        prompt_feats.append(vision.encode(row.context.images))
+        grids += [vision.grid(*s) for s in shapes]
+        row.images_encoded += len(shapes)
+    prompt_lens = [len(ids) for ids in prompt_ids]
+    cache = model.init_cache(len(rows), bucket(max(prompt_lens)) + config.max_turn_tokens + 256)
+    logits, cache = _prefill_chunk(model, parts, cache, prompt_ids, prompt_feats, grids)
+    for row, n in zip(rows, prompt_lens):
+        row.tokens_processed += n
+
+    turn = 0
+    bar = tqdm(total=len(rows), desc="rollout", unit="traj", disable=not progress)
+    while any(r.live for r in rows):
+        turn += 1
+        bar.set_postfix(turn=turn)
+        if not config.persistent_cache and turn > 1:
+            logits, cache = _reprefill(model, parts, vision, rows)
+        used = np.array([r.length() - n for r, n in zip(rows, prompt_lens)])
+        budget_left = config.max_response_tokens - used
+        caps = np.minimum(config.max_turn_tokens, np.maximum(budget_left, 0))
+        active = np.array([r.live for r in rows]) & (caps > 0)
+        for r, c in zip(rows, caps):
+            if r.live and c <= 0:
+                r.finish_reason = FinishReason.BUDGET
+        if not active.any():
+            break
+        keys = jax.vmap(jax.random.fold_in)(row_keys, jnp.full(len(rows), turn))
+        forced = [tok.encode(script[turn - 1]) + [tok.im_end_id] if script and turn <= len(script) else None
+                  for script in (forced_turns or [None] * len(rows))]
+        out, cache = decode(parts, cache, logits, cfg=config.sampling, keys=keys, caps=caps, stop_ids=stop_ids,
+                            max_steps=config.max_turn_tokens, pad_id=tok.pad_id, active=active, forced=forced)
+
+        # host: read each turn, decide, plan the drawings
+        jobs = {}
+        for b, row in enumerate(rows):
+            if not active[b]:
+                continue
+            ids = out.tokens[b]
+            row.add(ids, True, out.logprobs[b])
+            row.tokens_processed += len(ids)
+            text = tok.decode([t for t in ids if t not in stop_ids])
+            parsed = parse_tool_calls(text, num_images=len(row.context))
+            row.turns.append(text)
+            row.parsed.append(parsed)
+            row.answer = parsed.answer
+            reason = _reason_after_turn(parsed, bool(out.stopped[b]), caps[b] < config.max_turn_tokens, turn,
+                                  row.max_turns)
+            if reason is None:
+                try:
+                    jobs[b] = row.context.plan(parsed.actions)
+                except ToolCallError as exc:
+                    reason = exc.reason
+            row.finish_reason = reason
+
+        # device: draw and encode the new images; then the feedback turns
+        flat = [(b, job) for b, js in jobs.items() for job in js]
+        drawn, feats = vision.draw([rows[b].context.images[j.source - 1] for b, j in flat],
+                                   [j.annotations for _, j in flat]) if flat else ([], [])
+        chunk_ids: list = [None] * len(rows)
+        chunk_feats: list = [[] for _ in rows]
+        chunk_grids = []
+        cursor = 0
+        for b, js in jobs.items():
+            row = rows[b]
+            new = row.context.commit(js, drawn[cursor:cursor + len(js)])
+            row_feats = feats[cursor:cursor + len(js)]
+            cursor += len(js)
+            shapes = [row.context.images[k - 1].shape[:2] for k in new]
+            final = turn + 1 >= row.max_turns or len(row.context) >= config.max_images
+            text = _feedback_text(config.template, _image_infos(shapes, first_index=new[0]), final)
+            ids = _tokens(processor, text, shapes)
+            if used[b] + len(out.tokens[b]) + len(ids) > config.max_response_tokens:
+                row.finish_reason = FinishReason.BUDGET
+                continue
+            row.add(ids, False)
+            row.grids += [vision.grid(*s) for s in shapes]
+            row.images_encoded += len(new)  # encoded when drawn, in either mode
+            if config.persistent_cache:
+                row.tokens_processed += len(ids)
+            chunk_ids[b], chunk_feats[b] = ids, row_feats
+            chunk_grids += [vision.grid(*s) for s in shapes]
+        if any(c is not None for c in chunk_ids) and config.persistent_cache:
+            logits, cache = _prefill_chunk(model, parts, cache, chunk_ids, chunk_feats, chunk_grids)
+        bar.update(sum(1 for r in rows if not r.live) - bar.n)
+    bar.close()
+    return [_finish(row, n) for row, n in zip(rows, prompt_lens)]
+
+
+def _reprefill(model, parts, vision, rows):
+    """The reference's way: a fresh cache and the whole conversation (all images) prefilled again."""
+    seqs, feats, grids = [], [], []
+    for row in rows:
+        seqs.append(np.concatenate([s.ids for s in row.segments]).tolist() if row.live else None)
+        if row.live:
+            feats.append(vision.encode(row.context.images))
+            grids += row.grids
+            row.images_encoded += len(row.context.images)
+            row.tokens_processed += len(seqs[-1])
+        else:
+            feats.append([])
+    longest = max(len(s) for s in seqs if s is not None)
+    cache = model.init_cache(len(rows), bucket(longest) + 1024)
+    logits, cache = _prefill_chunk(model, parts, cache, seqs, feats, grids)
+    return logits, cache
+
+
+def _finish(row: _Row, prompt_len: int) -> Trajectory:
+    return Trajectory.from_segments(
+        row.segments, task=row.task, prompt_len=prompt_len, images=list(row.context.images),
+        image_grid_thw=np.array(row.grids, np.int32), turns=row.turns, parsed=row.parsed, answer=row.answer,
+        finish_reason=row.finish_reason, tokens_processed=row.tokens_processed, images_encoded=row.images_encoded)

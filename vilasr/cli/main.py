@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from vilasr.cli import demo, draw, infer
+from vilasr.cli import demo, draw, infer, train
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -17,6 +17,7 @@ def build_parser() -> argparse.ArgumentParser:
     draw.add_parser(sub)
     demo.add_parser(sub)
     infer.add_parser(sub)
+    train.add_parser(sub)
     add_synth_command(sub)
     return parser
 

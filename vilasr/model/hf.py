@@ -192,7 +192,7 @@ class _Tensors:
         return self._handles[self.where[name]].get_tensor(name)
 
 
-def _read_config(hf_dir: Path) -> Qwen25VLConfig:
+def read_config(hf_dir: Path) -> Qwen25VLConfig:
     path = hf_dir / "config.json"
     if not path.exists():
         raise CheckpointError(f"{hf_dir} has no config.json; point to a Hugging Face model folder")
@@ -209,7 +209,7 @@ def load_pretrained(hf_dir, model_class, *, dtype=jnp.float32, param_dtype=None,
     hf_dir = Path(hf_dir)
     if not hf_dir.is_dir():
         raise CheckpointError(f"{hf_dir} is not a directory")
-    cfg = config or _read_config(hf_dir)
+    cfg = config or read_config(hf_dir)
     if remat:
         cfg = cfg.replace(remat=True)
     param_dtype = param_dtype or dtype

@@ -223,6 +223,7 @@ class Qwen25VL(nnx.Module):
         cache: KVCache | None = None,
         logits_to_keep: int = 0,
         image_embeds: jax.Array | None = None,
+        return_hidden: bool = False,
     ):
         """Logits (B, L, V) float32; with `cache=`, returns `(logits, new_cache)`.
 
@@ -230,7 +231,9 @@ class Qwen25VL(nnx.Module):
         (`image_features`), used instead of `pixel_values` -- e.g. by a rollout that encodes each
         image once, when it is made.
 
-        `logits_to_keep=k > 0` returns only the last k positions' logits. Called outside any
+        `logits_to_keep=k > 0` returns only the last k positions' logits. `return_hidden=True`
+        returns the final-normed hidden states (B, L, E) instead of logits (`model.logits(h)` maps
+        them), so a training loss can compute logits chunk by chunk. Called outside any
         trace, the host-side inputs are prepared here and the forward runs as one jitted program
         (compiled once per input shapes); inside jit/grad it is traced inline.
         """
@@ -248,11 +251,11 @@ class Qwen25VL(nnx.Module):
                 positions, cache, image_embeds)
         traced = any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves((args, self.embed.get_value())))
         if traced:
-            return self._forward(*args, logits_to_keep=logits_to_keep)
-        return _jit_forward(self, *args, logits_to_keep=logits_to_keep)
+            return self._forward(*args, logits_to_keep=logits_to_keep, return_hidden=return_hidden)
+        return _jit_forward(self, *args, logits_to_keep=logits_to_keep, return_hidden=return_hidden)
 
     def _forward(self, input_ids, attention_mask, pixel_values, image_plan, pixel_values_videos, video_plan,
-                 positions, cache, image_embeds=None, *, logits_to_keep: int = 0):
+                 positions, cache, image_embeds=None, *, logits_to_keep: int = 0, return_hidden: bool = False):
         cfg = self.config
         input_ids = jnp.asarray(input_ids)
         b, l = input_ids.shape
@@ -297,6 +300,8 @@ class Qwen25VL(nnx.Module):
         x = self.norm(x)
         if logits_to_keep:
             x = x[:, -logits_to_keep:]
+        if return_hidden:
+            return x if cache is None else (x, new_cache)
         logits = self.logits(x)
         return logits if cache is None else (logits, new_cache)
 
@@ -315,7 +320,7 @@ class Qwen25VL(nnx.Module):
 
 
 # graph=False: the model is passed as a pytree (no shared references), ~10x less per-call overhead.
-_jit_forward = nnx.jit(Qwen25VL._forward, static_argnames=("logits_to_keep",), graph=False)
+_jit_forward = nnx.jit(Qwen25VL._forward, static_argnames=("logits_to_keep", "return_hidden"), graph=False)
 
 
 def _scatter_features(x: jax.Array, is_token: jax.Array, feats: jax.Array) -> jax.Array:

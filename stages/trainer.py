@@ -1,0 +1,386 @@
+"""The trainer all three stages share: AdamW with warm-up + cosine (or constant) and global-norm
+clipping, gradient accumulation, bf16 compute over float32 master weights, frozen parameter
+groups, data parallelism over the visible devices, Orbax checkpoints with exact resume, and
+metrics as TensorBoard events + JSONL with a progress bar.
+
+Exact resume. A checkpoint holds the parameters, the optimizer state, the step and the Grain
+iterator's position. Training is deterministic given those, so a run killed at any moment and
+restarted computes the same losses, bit for bit, as one that never stopped (a test kills one with
+SIGKILL). Orbax writes a step into a temporary folder and renames it when complete, so a half
+written step is never taken for a finished one; a finished step that cannot be read (truncated
+files) is reported and the previous one is used.
+
+SIGTERM (preemption) and SIGINT (Ctrl-C) stop the run after the current step, with a checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import json
+import math
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Iterator
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from stages.config import Precision, Schedule, TrainConfig
+from stages.data import Batch, SkipLog
+from stages.losses import next_token_loss_sum
+from vilasr.errors import CheckpointError, ConfigError
+from drawing_ops.render_jax import bucket
+from vilasr.model import prepare_inputs, vision_plan
+from vilasr.rollout.vision import DeviceVision
+
+VISION_PREFIX = "visual"   # the vision tower and its patch merger live under model.visual
+BOOKKEEPING_FIELDS = {"save_every", "keep_checkpoints", "log_every"}   # may change when resuming
+
+
+class StopReason(str, enum.Enum):
+    FINISHED = "finished"
+    INTERRUPTED = "interrupted"   # SIGINT: saved, the command exits 130
+    PREEMPTED = "preempted"       # SIGTERM: saved, resume later
+
+
+def trainable(freeze_vision: bool):
+    """The NNX filter of the parameters that train."""
+    if not freeze_vision:
+        return nnx.Param
+    return lambda path, value: isinstance(value, nnx.Param) and (not path or path[0] != VISION_PREFIX)
+
+
+def learning_rate(config: TrainConfig, total_steps: int) -> optax.Schedule:
+    warmup = int(math.ceil(config.warmup_ratio * total_steps))
+    if Schedule(config.schedule) is Schedule.CONSTANT:
+        if not warmup:
+            return optax.constant_schedule(config.learning_rate)
+        return optax.join_schedules([optax.linear_schedule(0.0, config.learning_rate, warmup),
+                                     optax.constant_schedule(config.learning_rate)], [warmup])
+    return optax.warmup_cosine_decay_schedule(0.0, config.learning_rate, max(warmup, 1) if warmup else 0,
+                                              max(total_steps, warmup + 1), end_value=0.0)
+
+
+def optimizer_chain(config: TrainConfig, total_steps: int) -> optax.GradientTransformation:
+    parts = [optax.clip_by_global_norm(config.max_grad_norm)] if config.max_grad_norm else []
+    parts.append(optax.adamw(learning_rate(config, total_steps), b1=0.9, b2=0.999, eps=1e-8,
+                             weight_decay=config.weight_decay))
+    return optax.chain(*parts)
+
+
+def compute_dtype(config: TrainConfig):
+    return jnp.bfloat16 if Precision(config.precision) is Precision.BF16 else jnp.float32
+
+
+def memory_needed(model_config, config: TrainConfig) -> int:
+    """Bytes of parameters, gradients and AdamW state for training (activations not counted)."""
+    from vilasr.model import Qwen25VL
+
+    abstract = nnx.eval_shape(lambda: Qwen25VL(model_config, rngs=nnx.Rngs(0)))
+    total = trained = 0
+    keep = trainable(config.freeze_vision)
+    for path, var in nnx.to_flat_state(nnx.state(abstract, nnx.Param)):
+        n = int(np.prod(var.shape))
+        total += n
+        trained += n if keep(path, var) else 0
+    extra = 2 if Precision(config.precision) is Precision.BF16 else 0  # a bf16 working copy
+    return total * (4 + extra) + trained * (4 + 8)   # f32 weights (+ bf16 copy); f32 grads + two moments
+
+
+def check_host_memory(model_config, config: TrainConfig) -> None:
+    """Refuse, before allocating anything, a run whose weights and optimizer cannot fit in RAM."""
+    if jax.default_backend() != "cpu":
+        return   # accelerators: `vilasr plan` answers with the compiler's own numbers
+    need = memory_needed(model_config, config)
+    have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if need > 0.9 * have:
+        raise ConfigError(f"training this model needs at least {need / 2**30:.1f} GiB for weights, gradients and "
+                          f"AdamW state, but this host has {have / 2**30:.1f} GiB; use a smaller preset or a TPU slice")
+
+
+# ----------------------------------------------------------------------------- steps
+def _loss_sum(model, input_ids, attention_mask, loss_mask, positions, images: dict):
+    """`images` holds either `embeds` (features encoded outside: a frozen tower) or `pixels` and
+    `plan` (encoded here, so a trainable tower gets gradients)."""
+    hidden = model(input_ids, attention_mask=attention_mask, positions=positions, return_hidden=True,
+                   image_embeds=images.get("embeds"), pixel_values=images.get("pixels"),
+                   image_plan=images.get("plan"))
+    return next_token_loss_sum(hidden, model.logits, input_ids, loss_mask)
+
+
+@nnx.jit(static_argnames=("wrt",))
+def _grad_step(model, wrt, input_ids, attention_mask, loss_mask, positions, images):
+    """(loss sum, target count, gradients of the loss sum) of one micro-batch."""
+    def loss_fn(m):
+        total, count = _loss_sum(m, input_ids, attention_mask, loss_mask, positions, images)
+        return total, count
+
+    (total, count), grads = nnx.value_and_grad(loss_fn, argnums=nnx.DiffState(0, wrt), has_aux=True)(model)
+    return total, count, grads
+
+
+@nnx.jit
+def _apply(model, optimizer, grads, count):
+    """Average the summed gradients over the batch's targets and take one optimizer step."""
+    grads = jax.tree.map(lambda g: g / jnp.maximum(count, 1.0), grads)
+    optimizer.update(model, grads)
+    return optax.global_norm(grads)
+
+
+@nnx.jit
+def _eval_loss(model, input_ids, attention_mask, loss_mask, positions, images):
+    return _loss_sum(model, input_ids, attention_mask, loss_mask, positions, images)
+
+
+# ----------------------------------------------------------------------------- the trainer
+@dataclasses.dataclass
+class RunResult:
+    step: int
+    stop: StopReason
+    losses: list[float]
+    skipped: dict[str, int]
+
+
+class Trainer:
+    """Runs `config` on `model`; checkpoints, metrics and the exported model go to `out_dir`."""
+
+    def __init__(self, model, processor, config: TrainConfig, out_dir, *, total_steps: int, devices: int = 0,
+                 progress: bool = True):
+        self.model, self.processor, self.config = model, processor, config
+        self.out = Path(out_dir)
+        self.total_steps = total_steps
+        self.wrt = trainable(config.freeze_vision)
+        if not nnx.state(model, self.wrt):
+            raise ConfigError("every parameter is frozen: nothing would train (set freeze_vision=False or "
+                              "train another model)")
+        self.mesh = _data_mesh(devices, config.micro_size)
+        self.optimizer = nnx.Optimizer(model, optimizer_chain(config, total_steps), wrt=self.wrt)
+        if self.mesh is not None:
+            _replicate(model, self.mesh)
+            _replicate(self.optimizer, self.mesh)
+        self.progress = progress
+        self.vision = DeviceVision(model, nnx.split(model), processor.image_processor, draw_labels=True)
+        self.step = 0
+        self._stop: StopReason | None = None
+
+    # -- checkpoints ------------------------------------------------------------------------
+    def _manager(self):
+        import orbax.checkpoint as ocp
+
+        options = ocp.CheckpointManagerOptions(max_to_keep=self.config.keep_checkpoints,
+                                               enable_async_checkpointing=True)
+        return ocp.CheckpointManager((self.out / "checkpoints").absolute(), options=options)
+
+    def save(self, manager, data_state) -> None:
+        import orbax.checkpoint as ocp
+
+        meta = {"step": self.step, "data": _jsonable(data_state), "config": self.config.to_json()}
+        manager.save(self.step, args=ocp.args.Composite(
+            model=ocp.args.StandardSave(nnx.state(self.model, nnx.Param)),
+            optimizer=ocp.args.StandardSave(nnx.state(self.optimizer)),
+            meta=ocp.args.JsonSave(meta)))
+
+    def restore(self, manager) -> dict | None:
+        """Restore the newest readable checkpoint; returns its meta, or None when there is none."""
+        import orbax.checkpoint as ocp
+
+        for step in sorted(manager.all_steps(), reverse=True):
+            try:
+                restored = manager.restore(step, args=ocp.args.Composite(
+                    model=ocp.args.StandardRestore(_abstract(nnx.state(self.model, nnx.Param))),
+                    optimizer=ocp.args.StandardRestore(_abstract(nnx.state(self.optimizer))),
+                    meta=ocp.args.JsonRestore()))
+            except Exception as exc:  # noqa: BLE001 -- any unreadable step: report it and fall back
+                print(f"warning: checkpoint step {step} in {self.out / 'checkpoints'} cannot be read "
+                      f"({type(exc).__name__}: {str(exc)[:200]}); trying the previous one", file=sys.stderr)
+                continue
+            changed = sorted(k for k, v in self.config.to_json().items()
+                             if restored.meta["config"].get(k) != v and k not in BOOKKEEPING_FIELDS)
+            if changed:
+                raise CheckpointError(f"{self.out} holds a run with other settings ({', '.join(changed)}); "
+                                      "resume with the same settings or pass a new --out")
+            nnx.update(self.model, restored.model)
+            nnx.update(self.optimizer, restored.optimizer)
+            self.step = int(restored.meta["step"])
+            return restored.meta
+        if manager.all_steps():
+            raise CheckpointError(f"no checkpoint in {self.out / 'checkpoints'} can be read; move the folder "
+                                  "away to start over")
+        return None
+
+    # -- the loop ---------------------------------------------------------------------------
+    def run(self, make_batches: Callable[[], Iterator[Batch]], skipped: SkipLog) -> RunResult:
+        """Train until `total_steps` (resuming from the newest checkpoint in `out_dir`)."""
+        from tqdm import tqdm
+
+        self.out.mkdir(parents=True, exist_ok=True)
+        manager = self._manager()
+        batches = make_batches()
+        meta = self.restore(manager)
+        if meta is not None:
+            batches.set_state(meta["data"])
+            print(f"resuming {self.out} from step {self.step}", file=sys.stderr)
+        metrics = _Metrics(self.out, resume_step=self.step)
+        losses: list[float] = []
+        old_handlers = self._catch_signals()
+        bar = tqdm(total=self.total_steps, initial=self.step, desc="train", unit="step", disable=not self.progress,
+                   file=sys.stderr)
+        try:
+            while self.step < self.total_steps and self._stop is None:
+                started = time.perf_counter()
+                loss, tokens, grad_norm = self._one_step(batches)
+                self.step += 1
+                losses.append(loss)
+                seconds = time.perf_counter() - started
+                record = {"step": self.step, "loss": loss, "grad_norm": grad_norm, "tokens": tokens,
+                          "tokens_per_s": tokens / seconds, "lr": float(self.optimizer_lr()), "skipped": skipped.total}
+                if self.step % self.config.log_every == 0 or self.step == self.total_steps:
+                    metrics.write(record)
+                bar.set_postfix(loss=f"{loss:.4f}", tok_s=f"{tokens / seconds:.0f}")
+                bar.update(1)
+                if self.step % self.config.save_every == 0 or self.step == self.total_steps or self._stop:
+                    self.save(manager, batches.get_state())
+        finally:
+            bar.close()
+            manager.wait_until_finished()
+            manager.close()
+            metrics.close()
+            self._restore_signals(old_handlers)
+        return RunResult(self.step, self._stop or StopReason.FINISHED, losses, dict(skipped.counts))
+
+    def optimizer_lr(self) -> float:
+        return learning_rate(self.config, self.total_steps)(max(self.step - 1, 0))
+
+    def _one_step(self, batches) -> tuple[float, int, float]:
+        grads, total, count = None, 0.0, 0.0
+        for _ in range(self.config.accumulation_steps):
+            arrays = self.arrays(next(batches))
+            t, c, g = _grad_step(self.model, self.wrt, *arrays)
+            grads = g if grads is None else jax.tree.map(jnp.add, grads, g)
+            total, count = total + t, count + c
+        grad_norm = _apply(self.model, self.optimizer, grads, count)
+        count = float(count)
+        return float(total) / max(count, 1.0), int(count), float(grad_norm)
+
+    def arrays(self, batch: Batch) -> tuple:
+        """The device inputs of a micro-batch: ids, masks, M-RoPE positions and the images (as
+        features from the frozen tower, padded to a power-of-two count; or as pixels)."""
+        cfg = self.model.config
+        grids = np.array([self.vision.grid(*im.shape[:2]) for im in batch.images], np.int32).reshape(-1, 3)
+        positions = prepare_inputs(cfg, batch.input_ids, batch.attention_mask,
+                                   grids if len(grids) else None)["positions"]
+        if not self.config.freeze_vision and batch.images:
+            pixels = self.processor.image_processor(list(batch.images))["pixel_values"]
+            images = {"pixels": pixels, "plan": vision_plan(grids, cfg.vision)}
+        else:
+            self.vision.parts = nnx.split(self.model)   # current weights (and no stale copies kept alive)
+            feats = self.vision.encode(batch.images) if batch.images else []
+            n_tokens = sum(int(f.shape[0]) for f in feats)
+            embeds = jnp.zeros((bucket(n_tokens, 16), cfg.text.hidden_size), self.model.dtype)
+            if feats:
+                embeds = embeds.at[:n_tokens].set(jax.lax.stop_gradient(jnp.concatenate(feats)).astype(embeds.dtype))
+            images = {"embeds": embeds}
+        arrays = (batch.input_ids, batch.attention_mask, batch.loss_mask, positions, images)
+        return _place_batch(arrays, self.mesh)
+
+    def evaluate(self, batch: Batch) -> float:
+        """Mean next-token loss of one batch under the current weights (no update)."""
+        total, count = _eval_loss(self.model, *self.arrays(batch))
+        return float(total) / max(float(count), 1.0)
+
+    # -- signals ----------------------------------------------------------------------------
+    def _catch_signals(self):
+        def on(reason):
+            def handler(signum, frame):
+                self._stop = reason
+            return handler
+
+        try:
+            return {sig: signal.signal(sig, on(reason)) for sig, reason in
+                    ((signal.SIGTERM, StopReason.PREEMPTED), (signal.SIGINT, StopReason.INTERRUPTED))}
+        except ValueError:   # not the main thread: leave signals alone
+            return {}
+
+    @staticmethod
+    def _restore_signals(old) -> None:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+
+# ----------------------------------------------------------------------------- helpers
+class _Metrics:
+    """metrics.jsonl (one line per logged step) and TensorBoard scalars under tensorboard/."""
+
+    def __init__(self, out: Path, resume_step: int):
+        self.path = out / "metrics.jsonl"
+        if self.path.exists():   # drop lines of steps a resumed run will redo
+            kept = [line for line in self.path.read_text(encoding="utf-8").splitlines()
+                    if line.strip() and json.loads(line)["step"] <= resume_step]
+            self.path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+        self.file = self.path.open("a", encoding="utf-8")
+        try:
+            from tensorboardX import SummaryWriter
+
+            self.tb = SummaryWriter(str(out / "tensorboard"), purge_step=resume_step + 1 if resume_step else None)
+        except ImportError:
+            self.tb = None
+
+    def write(self, record: dict) -> None:
+        self.file.write(json.dumps(record) + "\n")
+        self.file.flush()
+        if self.tb is not None:
+            for key, value in record.items():
+                if key != "step":
+                    self.tb.add_scalar(f"train/{key}", value, record["step"])
+
+    def close(self) -> None:
+        self.file.close()
+        if self.tb is not None:
+            self.tb.close()
+
+
+def _abstract(state):
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=getattr(x, "sharding", None)),
+                        state)
+
+
+def _jsonable(value):
+    return json.loads(json.dumps(value, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
+
+
+def _data_mesh(devices: int, micro_batch: int):
+    """A 1-D `data` mesh over `devices` devices (0 = all visible); None for one device."""
+    available = jax.devices()
+    n = len(available) if devices == 0 else devices
+    if n > len(available) or n < 1:
+        raise ConfigError(f"--devices {devices}: only {len(available)} device(s) are visible")
+    if n == 1:
+        return None
+    if micro_batch % n:
+        raise ConfigError(f"the micro-batch of {micro_batch} sequences does not divide over {n} devices; "
+                          f"use a multiple of {n} or --devices 1")
+    return jax.sharding.Mesh(np.array(available[:n]), ("data",))
+
+
+def _replicate(module, mesh) -> None:
+    replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+    state = nnx.state(module)
+    nnx.update(module, jax.tree.map(lambda x: jax.device_put(x, replicated), state))
+
+
+def _place_batch(arrays, mesh):
+    if mesh is None:
+        return arrays
+    spec = jax.sharding.PartitionSpec
+    by_row = jax.sharding.NamedSharding(mesh, spec("data"))
+    ids, attn, loss, positions, images = arrays
+    return (jax.device_put(ids, by_row), jax.device_put(attn, by_row), jax.device_put(loss, by_row),
+            jax.device_put(positions, jax.sharding.NamedSharding(mesh, spec(None, "data"))),
+            jax.device_put(images, jax.sharding.NamedSharding(mesh, spec())))

@@ -1,0 +1,227 @@
+"""Stage 1 (cold-start SFT) on the shared trainer: the loss mask, the loss, learning, frozen groups,
+exact resume after SIGKILL, a truncated checkpoint, the exported model in transformers, and the
+errors a user meets before anything compiles."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from drawing_ops import Box, ImageInfo
+from drawing_ops.protocol import PromptTemplate, format_answer_turn, format_tool_turn
+from stages.config import TrainConfig
+from stages.data import Record, encode_example
+from stages.losses import next_token_loss_sum
+from stages.sft import load_model, run_sft
+from stages.trainer import check_host_memory
+from vilasr import CheckpointError, ConfigError
+from vilasr.model import Qwen25VL, Qwen25VLConfig
+from vilasr.processing import Processor
+from vilasr.rollout import RolloutConfig, RolloutTask, SamplingConfig, rollout
+
+REPO = Path(__file__).resolve().parents[2]
+TEMPLATE = PromptTemplate(system="Draw, look, answer.", closing="")   # short prompts: fast steps
+COLORS = {"red": (220, 30, 30), "green": (30, 180, 60), "blue": (40, 60, 220), "yellow": (230, 210, 40)}
+
+
+def scene(color: str, k: int) -> np.ndarray:
+    image = np.full((56, 56, 3), 235, np.uint8)
+    x = 6 + 10 * k
+    image[10:40, x:x + 14] = COLORS[color]
+    return image
+
+
+def conversation(color: str, k: int) -> tuple[list[dict], list[np.ndarray]]:
+    """A short drawing trajectory: box the object, look, answer with its colour's letter."""
+    images = [scene(color, k)]
+    question = f"What colour is the object? (case {k})"
+    messages = TEMPLATE.prompt_messages(question, [ImageInfo(1, 56, 56)],
+                                                options=["A. red", "B. green", "C. blue", "D. yellow"])
+    box = Box(1, (6 + 10 * k, 10, 20 + 10 * k, 40), "object")
+    messages.append({"role": "assistant", "content": format_tool_turn("Box the object.", [box])})
+    messages.append({"role": "user", "content": TEMPLATE.feedback_prompt([ImageInfo(2, 56, 56)], final=False)})
+    letter = "ABCD"[list(COLORS).index(color)]
+    messages.append({"role": "assistant", "content": format_answer_turn(f"It is {color}.", letter)})
+    return messages, images
+
+
+def write_dataset(folder: Path, n: int = 4) -> Path:
+    """A sharegpt file of `n` trajectories (drawn images written by the real renderer)."""
+    from drawing_ops import VisualContext, parse_tool_calls
+    from synth.io import png_bytes
+
+    folder.mkdir(parents=True, exist_ok=True)
+    records = []
+    for i, color in enumerate(list(COLORS)[:n]):
+        messages, images = conversation(color, i)
+        ctx = VisualContext(images)
+        ctx.apply(parse_tool_calls(messages[2]["content"]).actions)
+        paths = []
+        for j, im in enumerate(ctx.images):
+            (folder / f"{i}_{j}.png").write_bytes(png_bytes(im))
+            paths.append(f"{i}_{j}.png")
+        records.append({"conversations": messages, "images": paths})
+    path = folder / "train.json"
+    path.write_text(json.dumps(records))
+    return path
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    return write_dataset(tmp_path_factory.mktemp("sft_data"))
+
+
+def small(**kw) -> TrainConfig:
+    base = dict(learning_rate=3e-3, max_steps=4, batch_size=2, save_every=2, precision="fp32", max_seq_len=1024,
+                warmup_ratio=0.0)
+    return TrainConfig(**{**base, **kw})
+
+
+# ----------------------------------------------------------------------------- data and loss
+def test_loss_mask_covers_each_assistant_turn_and_its_end_token_only(data):
+    processor = Processor.tiny()
+    records = json.loads(data.read_text())
+    record = Record(records[0]["conversations"], tuple(str(data.parent / p) for p in records[0]["images"]))
+    ex = encode_example(record, processor, max_seq_len=4096)
+    tok = processor.tokenizer
+    assistant = [m["content"] for m in record.conversation if m["role"] == "assistant"]
+    assert tok.decode(ex.input_ids[ex.loss_mask]) == "".join(t + "<|im_end|>" for t in assistant)
+    ends = np.flatnonzero((ex.input_ids == tok.im_end_id) & ex.loss_mask)
+    assert len(ends) == len(assistant)
+    assert not ex.loss_mask[np.minimum(ends + 1, len(ex.loss_mask) - 1)].any()   # the newline after it is out
+    assert not ex.loss_mask[ex.input_ids == tok.image_pad_id].any()           # image tokens are out
+    assert (ex.input_ids == tok.image_pad_id).sum() == 2 * processor.num_image_tokens(56, 56)
+
+
+def test_masked_loss_equals_numpy_cross_entropy():
+    rs = np.random.default_rng(0)
+    logits = rs.normal(size=(2, 9, 11)).astype(np.float32)
+    ids = rs.integers(0, 11, (2, 9))
+    mask = rs.random((2, 9)) < 0.6
+    total, count = next_token_loss_sum(jnp.asarray(logits), lambda h: h, jnp.asarray(ids), jnp.asarray(mask), chunk=3)
+    lp = logits.astype(np.float64) - np.log(np.exp(logits.astype(np.float64)).sum(-1, keepdims=True))
+    want = [-lp[b, t, ids[b, t + 1]] for b in range(2) for t in range(8) if mask[b, t + 1]]
+    assert int(count) == len(want)
+    np.testing.assert_allclose(float(total), np.sum(want), rtol=1e-5)
+
+
+# ----------------------------------------------------------------------------- learning
+def test_sft_overfits_until_greedy_decoding_reproduces_the_trajectories(data, tmp_path):
+    config = small(max_steps=150, batch_size=4, learning_rate=5e-3, save_every=1000)
+    model, processor = load_model(preset="tiny", model_dir=None, config=config)
+    visual_before = jax.tree.map(np.asarray, nnx.state(model.visual, nnx.Param))
+    text_before = np.asarray(model.embed.get_value())
+    result = run_sft(data=data, out=tmp_path / "run", config=config, devices=1, progress=False, model=model,
+                     processor=processor)
+    assert result.run.losses[-1] < 0.05 * result.run.losses[0]
+    # frozen: the vision tower and its merger did not move; the decoder did
+    visual_after = jax.tree.map(np.asarray, nnx.state(model.visual, nnx.Param))
+    assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(visual_before), jax.tree.leaves(visual_after)))
+    assert not np.array_equal(text_before, np.asarray(model.embed.get_value()))
+    tasks, expected = [], []
+    for i, color in enumerate(COLORS):
+        messages, images = conversation(color, i)
+        tasks.append(RolloutTask(images=images, question=f"What colour is the object? (case {i})",
+                                 options=["A. red", "B. green", "C. blue", "D. yellow"]))
+        expected.append([m["content"] for m in messages if m["role"] == "assistant"])
+    trajs = rollout(model, processor, tasks, RolloutConfig(max_turn_tokens=96, sampling=SamplingConfig(greedy=True),
+                                                          template=TEMPLATE))
+    assert [t.turns for t in trajs] == expected
+
+
+# ----------------------------------------------------------------------------- resume and export
+def _cli(*args, **kw):
+    return [sys.executable, "-m", "vilasr", "train", "cold-start", "--preset", "tiny", "--devices", "1",
+            "--no-progress", *args]
+
+
+def _losses(run: Path) -> list[float]:
+    return [json.loads(line)["loss"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+FLAGS = ["--max-steps", "6", "--batch-size", "2", "--save-every", "2", "--learning-rate", "3e-3", "--precision",
+         "fp32", "--max-seq-len", "1024", "--warmup-ratio", "0"]
+
+
+def test_a_run_killed_with_sigkill_resumes_exactly(data, tmp_path, hf_reference):
+    straight = run_sft(data=data, out=tmp_path / "straight", preset="tiny", devices=1, progress=False,
+                       config=small(max_steps=6))
+    run = tmp_path / "killed"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(_cli("--data", str(data), "--out", str(run), *FLAGS), cwd=REPO, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 240
+    while not (run / "checkpoints" / "4").exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (run / "model").exists(), "the run finished before it could be killed"
+    done = subprocess.run(_cli("--data", str(data), "--out", str(run), *FLAGS), cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "resuming" in done.stderr
+    assert _losses(run) == straight.run.losses       # bit for bit
+    assert _losses(run) == _losses(tmp_path / "straight")
+
+    # the exported folder loads in transformers and gives our logits
+    ours = Qwen25VL.from_pretrained(run / "model")
+    theirs = hf_reference.load(run / "model")
+    ids = np.arange(5, 40)[None]
+    import torch
+
+    with torch.no_grad():
+        want = theirs(input_ids=torch.tensor(ids)).logits.numpy()
+    assert np.abs(np.asarray(ours(ids)) - want).max() < 1e-4
+
+
+def test_a_truncated_checkpoint_is_reported_and_the_previous_one_used(data, tmp_path, capsys):
+    out = tmp_path / "run"
+    run_sft(data=data, out=out, preset="tiny", devices=1, progress=False, config=small(max_steps=4))
+    for f in (out / "checkpoints" / "4").rglob("*"):
+        if f.is_file() and f.stat().st_size > 0 and "model" in f.parts:
+            f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
+    capsys.readouterr()
+    result = run_sft(data=data, out=out, preset="tiny", devices=1, progress=False, config=small(max_steps=5))
+    err = capsys.readouterr().err
+    assert "checkpoint step 4" in err and "cannot be read" in err and "from step 2" in err
+    assert result.run.step == 5 and len(result.run.losses) == 3
+
+
+# ----------------------------------------------------------------------------- errors before compiling
+def test_errors_before_any_compile(data, tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        run_sft(data=tmp_path / "missing.json", out=tmp_path / "o", preset="tiny", config=small())
+    with pytest.raises(ConfigError, match="does not divide over 8 devices"):
+        run_sft(data=data, out=tmp_path / "o", preset="tiny", devices=8, config=small(batch_size=4))
+    with pytest.raises(ConfigError, match="multiple of micro_batch_size"):
+        small(batch_size=4, micro_batch_size=3)
+    with pytest.raises(ConfigError, match=r"needs at least \d+\.\d GiB"):
+        check_host_memory(Qwen25VLConfig.preset("7b"), TrainConfig())
+    run_sft(data=data, out=tmp_path / "o", preset="tiny", devices=1, progress=False, config=small(max_steps=2))
+    with pytest.raises(CheckpointError, match="learning_rate"):
+        run_sft(data=data, out=tmp_path / "o", preset="tiny", devices=1, progress=False,
+                config=small(max_steps=2, learning_rate=1e-4))
+
+
+def test_cli_missing_data_is_one_line(tmp_path):
+    from vilasr.cli import main
+
+    assert main(["train", "cold-start", "--preset", "tiny", "--data", str(tmp_path / "nope.json"),
+                 "--out", str(tmp_path / "o")]) == 2
+
+
+def test_data_parallel_over_two_devices_matches_one(data, tmp_path):
+    one = run_sft(data=data, out=tmp_path / "one", preset="tiny", devices=1, progress=False, config=small(max_steps=2))
+    two = run_sft(data=data, out=tmp_path / "two", preset="tiny", devices=2, progress=False, config=small(max_steps=2))
+    np.testing.assert_allclose(two.run.losses, one.run.losses, rtol=1e-5)

@@ -1,0 +1,86 @@
+"""`vilasr train STAGE`: run a training stage; a rerun into the same --out resumes it.
+
+    vilasr train cold-start --preset tiny --data data/maze --out runs/cold
+    vilasr train cold-start --model ~/Qwen2.5-VL-7B-Instruct --config recipe.json --data vilasr_data.json --out runs/cold
+
+Settings come from the stage's recipe (stages.config.TrainConfig.for_stage), then --config FILE
+(JSON of TrainConfig fields), then the flags given. Ctrl-C or SIGTERM saves a checkpoint and stops
+(exit 130 / 143); the next run into the same --out goes on from there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+
+from vilasr.cli.flags import add_config_flags, given_flags
+
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+EXIT_PREEMPTED = 143
+
+
+def _train_fields() -> list[str]:
+    from stages.config import TrainConfig
+
+    return [f.name for f in dataclasses.fields(TrainConfig)]
+
+
+def add_parser(sub) -> None:
+    from stages.config import Stage, TrainConfig
+
+    train = sub.add_parser("train", help="run a training stage (resumes from --out)", description=__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    train.add_argument("stage", choices=[Stage.COLD_START.value], help="which stage to run")
+    source = train.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model", type=Path, help="start from a local Hugging Face Qwen2.5-VL folder")
+    source.add_argument("--preset", choices=["tiny", "3b", "7b"],
+                        help="start from a preset initialised from --seed (tiny has a built-in tokenizer)")
+    train.add_argument("--data", type=Path, required=True,
+                       help="a sharegpt .json file (ours or ViLaSR-data) or a `vilasr synth` dataset folder")
+    train.add_argument("--out", type=Path, required=True, help="run folder: checkpoints, metrics, exported model")
+    train.add_argument("--config", type=Path, help="JSON file of training settings (field names as the flags)")
+    train.add_argument("--devices", type=int, default=0,
+                       help="devices to train on, data parallel (default: 0 = all visible)")
+    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_config_flags(train, TrainConfig, _train_fields(), unset_is_none=True)
+    train.set_defaults(func=run)
+
+
+def build_config(args):
+    from stages.config import TrainConfig
+
+    overrides = given_flags(args, _train_fields())
+    if args.config is not None:
+        return TrainConfig.from_file(args.config, **overrides)
+    return TrainConfig.for_stage(args.stage, **overrides)
+
+
+def run(args) -> int:
+    from stages.sft import run_sft
+    from stages.trainer import StopReason
+    from vilasr.errors import VilasrError
+
+    try:
+        config = build_config(args)
+        if args.preset in ("3b", "7b"):
+            raise VilasrError(f"--preset {args.preset} has no built-in tokenizer or weights; pass --model DIR with a "
+                              f"downloaded Qwen2.5-VL-{args.preset.upper()} folder")
+        result = run_sft(data=args.data, out=args.out, preset=args.preset, model_dir=args.model, config=config,
+                         devices=args.devices, progress=not args.no_progress)
+    except (OSError, VilasrError) as exc:
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    run_result = result.run
+    if run_result.skipped:
+        print(f"skipped {sum(run_result.skipped.values())} record(s): {run_result.skipped}", file=sys.stderr)
+    if run_result.stop is StopReason.INTERRUPTED:
+        print(f"interrupted at step {run_result.step}; saved; rerun the same command to resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if run_result.stop is StopReason.PREEMPTED:
+        print(f"stopped by SIGTERM at step {run_result.step}; saved; rerun to resume", file=sys.stderr)
+        return EXIT_PREEMPTED
+    print(f"trained {run_result.step} steps; model: {result.model_dir}")
+    return 0

@@ -200,8 +200,9 @@ class SkipLog:
 
 def batches(records: Sequence[Record], processor, *, micro_batch: int, max_seq_len: int, seed: int,
             epochs: int, skipped: SkipLog):
-    """A checkpointable Grain iterator of `Batch`es: records shuffled over `epochs` passes,
-    encoded, bad ones skipped (and counted in `skipped`), grouped `micro_batch` at a time."""
+    """A checkpointable Grain iterator of `Batch`es: `epochs` passes over the records, each in its
+    own shuffled order, encoded, bad ones skipped (and counted in `skipped`), grouped
+    `micro_batch` at a time."""
     import grain
 
     pad_id = processor.tokenizer.pad_id
@@ -213,6 +214,9 @@ def batches(records: Sequence[Record], processor, *, micro_batch: int, max_seq_l
             skipped.add(str(exc))
             return None
 
-    ds = grain.MapDataset.source(records).repeat(epochs).shuffle(seed=seed).map(encode)
+    # a new permutation each pass (as epoch-wise trainers do), fixed by the seed
+    order = np.concatenate([np.random.default_rng([seed, epoch]).permutation(len(records))
+                            for epoch in range(epochs)])
+    ds = grain.MapDataset.source(order).map(lambda i: encode(records[int(i)]))
     return iter(ds.to_iter_dataset().filter(lambda e: e is not None)
                 .batch(micro_batch, drop_remainder=True, batch_fn=lambda ex: collate(ex, pad_id, micro_batch)))

@@ -131,7 +131,7 @@ def _apply(model, optimizer, grads, count):
     """Average the summed gradients over the batch's targets and take one optimizer step."""
     grads = jax.tree.map(lambda g: g / jnp.maximum(count, 1.0), grads)
     optimizer.update(model, grads)
-    return optax.global_norm(grads)
+    return optax.tree.norm(grads)
 
 
 @nnx.jit

@@ -2,7 +2,7 @@
 and reflective trajectories (drawing through drawing_ops.VisualContext), at the default image
 sizes; the ratio column is the cost of writing a trajectory relative to the bare task.
 
-    .venv/bin/python benchmarks/synth.py [--n 20] [--repeats 3] [--backend numpy] [--markdown]
+    .venv/bin/python benchmarks/synth_speed.py [--n 20] [--repeats 3] [--backend numpy] [--markdown]
 """
 
 from __future__ import annotations

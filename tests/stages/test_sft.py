@@ -162,20 +162,29 @@ def straight(data, tmp_path_factory):
     return out, run_sft(data=data, out=out, preset="tiny", devices=1, progress=False, config=small(max_steps=6))
 
 
-def test_a_run_killed_with_sigkill_resumes_exactly(data, straight, tmp_path, hf_reference):
-    _, reference = straight
-    run = tmp_path / "killed"
+def _start_and_stop_at(run: Path, data: Path, step: int, sig) -> int:
+    """Start the CLI run into `run`, send `sig` once checkpoint `step` exists; the exit status."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen(_cli("--data", str(data), "--out", str(run), *FLAGS), cwd=REPO, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 240
-    while not (run / "checkpoints" / "4").exists() and proc.poll() is None and time.time() < deadline:
+    while not (run / "checkpoints" / str(step)).exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    proc.send_signal(sig)
+    return proc.wait()
+
+
+def test_interrupted_and_killed_runs_resume_exactly(data, straight, tmp_path, hf_reference):
+    _, reference = straight
+    run = tmp_path / "run"
+    # Ctrl-C: the step in flight finishes, a checkpoint is written, exit 130
+    assert _start_and_stop_at(run, data, 2, signal.SIGINT) == 130
+    assert max(int(p.name) for p in (run / "checkpoints").iterdir() if p.name.isdigit()) >= 2
+    # SIGKILL: nothing is saved on the way out; the last finished checkpoint survives
+    _start_and_stop_at(run, data, 4, signal.SIGKILL)
     assert not (run / "model").exists(), "the run finished before it could be killed"
-    done = subprocess.run(_cli("--data", str(data), "--out", str(run), *FLAGS), cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(_cli("--data", str(data), "--out", str(run), *FLAGS), cwd=REPO,
+                          env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "resuming" in done.stderr
     assert _losses(run) == reference.run.losses       # bit for bit

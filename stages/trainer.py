@@ -235,7 +235,12 @@ class Trainer:
         try:
             while self.step < self.total_steps and self._stop is None:
                 started = time.perf_counter()
-                loss, tokens, grad_norm = self._one_step(batches)
+                try:
+                    loss, tokens, grad_norm = self._one_step(batches)
+                except StopIteration:
+                    reasons = "; ".join(f"{n} x {why}" for why, n in skipped.counts.most_common(3))
+                    raise ConfigError(f"the data ran out at step {self.step} of {self.total_steps}: "
+                                      f"{skipped.total} record(s) were skipped ({reasons or 'none'})") from None
                 self.step += 1
                 losses.append(loss)
                 seconds = time.perf_counter() - started

@@ -231,6 +231,24 @@ def test_errors_before_any_compile(data, tmp_path):
                 config=small(max_steps=2, learning_rate=1e-4))
 
 
+def test_bad_records_are_skipped_and_counted(data, tmp_path):
+    records = json.loads(data.read_text())
+    for r in records:
+        r["images"] = [str(data.parent / p) for p in r["images"]]
+    broken = [dict(records[0], images=[str(tmp_path / "gone.png"), *records[0]["images"][1:]]),   # missing image
+              dict(records[1], images=records[1]["images"][:1]),                                 # 2 slots, 1 image
+              {"conversations": "not a list"}]
+    path = tmp_path / "mixed.json"
+    path.write_text(json.dumps(records + broken))
+    result = run_sft(data=path, out=tmp_path / "o", preset="tiny", devices=1, progress=False,
+                     config=small(max_steps=2, batch_size=2))
+    assert result.run.step == 2 and sum(result.run.skipped.values()) >= 1
+    only_bad = tmp_path / "bad.json"
+    only_bad.write_text(json.dumps(broken))
+    with pytest.raises(ConfigError, match="the data ran out at step 0"):
+        run_sft(data=only_bad, out=tmp_path / "o2", preset="tiny", devices=1, progress=False, config=small())
+
+
 def test_cli_missing_data_is_one_line(tmp_path):
     from vilasr.cli import main
 

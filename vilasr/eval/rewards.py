@@ -15,7 +15,8 @@ Decisions, each where the reference's behaviour and SPEC's wording need reading:
 * Each block must read with `ast.literal_eval` (never JSON: `true`/`null` fail) into a list (or a
   tuple, which the reference's iteration also accepts) of dicts, each a box (`bbox_2d` + `label`)
   or a line (`start_point_2d` + `end_point_2d` + `label`); `index` is not required here.
-* No assistant turn at all, or a turn that is not a string: format 0 and accuracy 0.
+* No assistant turn at all: format 0, accuracy 0. A turn that is not a string breaks the format;
+  accuracy still reads the last turn (0 when that is not a string).
 * Reflection is the metric the reference *logs* (not the paper's rule, which is
   `drawing_ops.protocol.reflective_labels`): 1 when, with format = 1, some box label appears
   with two different `bbox_2d` (as tuples of floats) anywhere in the trajectory -- the same turn

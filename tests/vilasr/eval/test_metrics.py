@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -146,6 +150,8 @@ def test_vci_parsing():
 
 def test_public_entry_points():
     assert vilasr.metrics.score is score
+    assert subprocess.run([sys.executable, "-c", "import vilasr; vilasr.metrics.score; vilasr.rewards.trajectory_reward"],
+                          cwd=Path(__file__).resolve().parents[3], check=False).returncode == 0
     from vilasr.rewards import trajectory_reward
     assert callable(trajectory_reward)
 

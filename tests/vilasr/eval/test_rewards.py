@@ -19,7 +19,7 @@ def box(label="cup", bbox=(10, 20, 30, 40), index=1):
 
 
 def line(label="path"):
-    return '{"index": 1, "start_point_2d": [1, 2], "end_point_2d": [3, 4], "label": "%s"}' % label
+    return '{"index": 1, "start_point_2d": [1, 2], "end_point_2d": [3, 4], "label": "' + label + '"}'
 
 
 def tool(*items, think="look", action="Object Mapper"):

@@ -1,0 +1,183 @@
+"""Stage 2: reflective rejection sampling (docs/method.md, the recipe).
+
+From the stage-1 model, sample K rollouts per prompt; keep a trajectory when it is correct (RL
+accuracy 1), well formed (format 1) and reflective (the paper's rule: a label drawn again with
+other parameters in a later turn, boxes or lines -- `drawing_ops.is_reflective`); write the kept
+ones as a sharegpt dataset with their drawn images, and a report; then fine-tune *from the
+stage-1 weights* on them (the reference's config starts again from the base model: we follow the
+paper).
+
+    result = run_reflective(model_dir="runs/cold/model", prompts="data/maze_rl", out="runs/reflective")
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import json
+from pathlib import Path
+from typing import Sequence
+
+from drawing_ops import is_reflective
+from drawing_ops.protocol import ProblemType
+from stages.config import Stage, TrainConfig
+from stages.sft import load_model, run_sft
+from synth import io as synth_io
+from vilasr.errors import ConfigError
+from vilasr.eval.rewards import trajectory_reward
+from vilasr.rollout import RolloutConfig, RolloutTask, Trajectory, rollout
+
+
+@dataclasses.dataclass(frozen=True)
+class Prompt:
+    """A question to sample on, with its ground truth and the family it is reported under."""
+
+    task: RolloutTask
+    answer: str
+    family: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Verdict:
+    correct: bool
+    well_formed: bool
+    reflective: bool
+
+    @property
+    def kept(self) -> bool:
+        return self.correct and self.well_formed and self.reflective
+
+
+def judge(trajectory: Trajectory, answer: str) -> Verdict:
+    """Whether a sampled trajectory passes the stage-2 filter, and on which count it fails."""
+    reward = trajectory_reward(trajectory.turns, answer, str(trajectory.task.problem_type))
+    return Verdict(correct=reward["accuracy"] == 1.0, well_formed=reward["format"] == 1.0,
+                   reflective=is_reflective(trajectory.turns))
+
+
+# ----------------------------------------------------------------------------- prompts
+def load_prompts(path) -> list[Prompt]:
+    """Prompts from an RL prompt file (JSON lines: question, answer, image_path, question_type,
+    data_type, options), a benchmark-form JSON list, or a `vilasr synth` dataset folder."""
+    path = Path(path)
+    if path.is_dir():
+        manifest = synth_io.read_manifest(path)
+        if manifest["format"] == "tfds":
+            samples = synth_io.load_samples(path)
+            return [_from_sample(s) for s in samples]
+        path = path / manifest["files"]["train"]
+        if manifest["format"] == "sharegpt":
+            return [_from_sample(s) for s in synth_io.import_sharegpt(path)]
+    if not path.is_file():
+        raise ConfigError(f"prompt file {path} does not exist")
+    text = path.read_text(encoding="utf-8")
+    try:
+        records = json.loads(text) if text.lstrip().startswith("[") else [json.loads(line) for line in
+                                                                           text.splitlines() if line.strip()]
+    except ValueError as exc:
+        raise ConfigError(f"{path} is neither a JSON list nor JSON lines of prompts: {exc}") from None
+    return [_from_record(r, path.parent) for r in records]
+
+
+def _from_sample(sample) -> Prompt:
+    task = RolloutTask(images=sample.images, question=sample.question, options=tuple(sample.options),
+                       problem_type=sample.problem_type or ProblemType.MULTIPLE_CHOICE, data_type=sample.data_type)
+    return Prompt(task, sample.answer, sample.family)
+
+
+def _from_record(record: dict, base: Path) -> Prompt:
+    paths = record.get("image_path") or []
+    images = [synth_io.read_png(p if Path(p).is_absolute() else base / p) for p in paths]
+    problem_type = record.get("problem_type") or ProblemType.MULTIPLE_CHOICE
+    task = RolloutTask(images=images, question=record["question"], options=tuple(record.get("options") or ()),
+                       problem_type=problem_type, data_type=record.get("data_type", "single_view"))
+    family = record.get("question_type") or record.get("original_question_type") or task.data_type
+    return Prompt(task, str(record["answer"]), family)
+
+
+# ----------------------------------------------------------------------------- sampling
+def sample(model, processor, prompts: Sequence[Prompt], *, k: int, config: RolloutConfig, seed: int = 0,
+           batch_size: int = 16, forced: Sequence[Sequence[str]] | None = None,
+           progress: bool = True) -> list[tuple[Prompt, Trajectory]]:
+    """K rollouts of every prompt (rows batched `batch_size` at a time; row seeds all distinct).
+    `forced[i]` scripts the turns of the i-th row (prompt i // k, sample i % k), for tests."""
+    rows = [(p, dataclasses.replace(p.task, seed=n * k + j)) for n, p in enumerate(prompts) for j in range(k)]
+    out = []
+    for start in range(0, len(rows), batch_size):
+        chunk = rows[start:start + batch_size]
+        script = list(forced[start:start + batch_size]) if forced is not None else None
+        trajs = rollout(model, processor, [task for _, task in chunk], config, seed=seed, forced_turns=script,
+                        progress=progress)
+        out += [(p, t) for (p, _), t in zip(chunk, trajs)]
+    return out
+
+
+# ----------------------------------------------------------------------------- the kept data
+def write_dataset(kept: Sequence[Trajectory], out_dir, name: str = "train") -> Path:
+    """The kept trajectories as a sharegpt file (conversation + every image as a PNG)."""
+    out_dir = Path(out_dir)
+    (out_dir / "images").mkdir(parents=True, exist_ok=True)
+    records = []
+    for n, traj in enumerate(kept):
+        paths = []
+        for k, image in enumerate(traj.images, start=1):
+            rel = f"images/{n:06d}_{k}.png"
+            (out_dir / rel).write_bytes(synth_io.png_bytes(image))
+            paths.append(rel)
+        records.append({"conversations": traj.messages, "images": paths})
+    path = out_dir / f"{name}.json"
+    path.write_text(json.dumps(records, ensure_ascii=False, indent=1), encoding="utf-8")
+    return path
+
+
+def report(judged: Sequence[tuple[Prompt, Trajectory, Verdict]]) -> dict:
+    """Kept / sampled per family, reflection and success rates, mean turns."""
+    by_family: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+    for prompt, traj, verdict in judged:
+        c = by_family[prompt.family]
+        c["sampled"] += 1
+        c["kept"] += verdict.kept
+        c["correct"] += verdict.correct
+        c["well_formed"] += verdict.well_formed
+        c["reflective"] += verdict.reflective
+        c["turns"] += len(traj.turns)
+    total = sum((c for c in by_family.values()), collections.Counter())
+    n = max(total["sampled"], 1)
+    return {"sampled": total["sampled"], "kept": total["kept"], "reflective_rate": total["reflective"] / n,
+            "correct_rate": total["correct"] / n, "format_rate": total["well_formed"] / n,
+            "mean_turns": total["turns"] / n,
+            "families": {f: {"sampled": c["sampled"], "kept": c["kept"]} for f, c in sorted(by_family.items())}}
+
+
+def write_report(summary: dict, path: Path) -> None:
+    lines = ["# Reflective rejection sampling", "",
+             f"kept {summary['kept']} of {summary['sampled']} sampled trajectories; "
+             f"reflective {summary['reflective_rate']:.1%}, correct {summary['correct_rate']:.1%}, "
+             f"well formed {summary['format_rate']:.1%}, {summary['mean_turns']:.2f} turns on average", "",
+             "| family | sampled | kept |", "|---|---|---|"]
+    lines += [f"| {f} | {c['sampled']} | {c['kept']} |" for f, c in summary["families"].items()]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    path.with_suffix(".json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
+
+
+def run_reflective(*, model_dir, prompts, out, k: int = 8, rollout_config: RolloutConfig | None = None,
+                   train_config: TrainConfig | None = None, seed: int = 0, devices: int = 0, progress: bool = True):
+    """Sample from the stage-1 model in `model_dir`, keep, write, and fine-tune from it."""
+    out = Path(out)
+    train_config = train_config or TrainConfig.for_stage(Stage.REFLECTIVE)
+    rollout_config = rollout_config or RolloutConfig.for_rl()
+    model, processor = load_model(preset=None, model_dir=Path(model_dir), config=train_config)
+    judged = [(p, t, judge(t, p.answer))
+              for p, t in sample(model, processor, load_prompts(prompts), k=k, config=rollout_config, seed=seed,
+                                 progress=progress)]
+    kept = [t for _, t, v in judged if v.kept]
+    out.mkdir(parents=True, exist_ok=True)
+    summary = report(judged)
+    write_report(summary, out / "report.md")
+    if not kept:
+        raise ConfigError(f"none of {len(judged)} sampled trajectories is correct, well formed and reflective "
+                          f"(report: {out / 'report.md'}); sample more (k) or start from a stronger stage-1 model")
+    data = write_dataset(kept, out / "data")
+    # the same weights go on training: stage 2 fine-tunes the stage-1 model, not the base model
+    return summary, run_sft(data=data, out=out / "sft", config=train_config, devices=devices, progress=progress,
+                            model=model, processor=processor)

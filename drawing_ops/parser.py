@@ -57,7 +57,7 @@ MISSING: Any = _Missing()
 
 @dataclass(frozen=True)
 class ToolItem:
-    """A kept item (a box or a line by its keys), with its place and its index as written.
+    """A kept item (a box or a line by its keys), with its place and its index and label as written.
 
     `action` is the drawable Box/Line when the index is a positive integer and every other value
     is usable; otherwise None and `problem` says what is wrong. `values_ok` says whether the
@@ -67,6 +67,7 @@ class ToolItem:
     position: int       # 0-based position within the block
     kind: ItemKind
     index: Any
+    label: Any = None
     action: Action | None = None
     problem: ToolSchemaError | None = None
     values_ok: bool = True
@@ -177,14 +178,14 @@ def _short(value, limit: int = 120) -> str:
 
 def read_item(item: dict, kind: ItemKind, block: int, position: int) -> ToolItem:
     """A kept item: its index as written, and its Box/Line when every value is usable."""
-    index = item.get(KEY_INDEX, MISSING)
+    index, label = item.get(KEY_INDEX, MISSING), item[KEY_LABEL]
     cls = Box if kind is ItemKind.BOX else Line
     values = ({"bbox_2d": item[KEY_BBOX]} if kind is ItemKind.BOX
               else {"start_point_2d": item[KEY_START], "end_point_2d": item[KEY_END]})
     try:  # the values, checked with a stand-in index so that an index problem cannot hide them
-        cls(index=1, label=item[KEY_LABEL], **values)
+        cls(index=1, label=label, **values)
     except ToolSchemaError as exc:
-        return ToolItem(block, position, kind, index, problem=exc, values_ok=False)
+        return ToolItem(block, position, kind, index, label, problem=exc, values_ok=False)
     if index is MISSING:
         problem = ToolSchemaError(f"{cls.__name__} item is missing ['{KEY_INDEX}']: {_short(item)}")
     elif isinstance(index, bool) or not isinstance(index, int):
@@ -192,8 +193,8 @@ def read_item(item: dict, kind: ItemKind, block: int, position: int) -> ToolItem
     elif index < 1:
         problem = ToolSchemaError(f"index is 1-based and must be >= 1, got {index}")
     else:
-        return ToolItem(block, position, kind, index, action=cls(index=index, label=item[KEY_LABEL], **values))
-    return ToolItem(block, position, kind, index, problem=problem)
+        return ToolItem(block, position, kind, index, label, action=cls(index=index, label=label, **values))
+    return ToolItem(block, position, kind, index, label, problem=problem)
 
 
 def _find_between(text: str, open_tag: str, close_tag: str, start: int = 0) -> tuple[str, int] | None:

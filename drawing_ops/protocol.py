@@ -71,6 +71,10 @@ class ProblemType(str, enum.Enum):
 
 MAZE_DATA_TYPE = "maze"   # the one `data_type` the loop treats differently (a larger turn budget)
 
+# Image caps, counting the input images (SPEC §3): evaluation and RL.
+DEFAULT_MAX_IMAGES = MAX_IMAGES_EVAL = 45
+MAX_IMAGES_RL = 42
+
 
 # -- conversations --------------------------------------------------------------------------------
 class Role(str, enum.Enum):

@@ -1,6 +1,8 @@
 """Sampler and multi-turn rollout on the tiny model: exactness against full forwards, every finish
-reason, the model-written-token mask, and failure isolation inside a batch."""
+reason, the table of edge-case turns (tests/turn_cases.py) in both readings, the image cap, the
+per-use presets, the model-written-token mask, and failure isolation inside a batch."""
 
+import dataclasses
 import json
 
 import jax
@@ -9,7 +11,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from drawing_ops import ImageInfo, render
+from drawing_ops import ImageInfo, render, turn_outcome
+from turn_cases import CASES, NUM_IMAGES, box, tool_turn
 from vilasr.model import CACHE_BLOCK, Qwen25VL, Qwen25VLConfig, cached_attention
 from vilasr.processing import Processor
 from vilasr.rollout import RolloutConfig, RolloutTask, SamplingConfig, rollout
@@ -180,13 +183,77 @@ def test_model_mask_on_a_hand_built_conversation(model, processor):
     ([draw_turn(), "<think>" + "more " * 60], {"max_response_tokens": 150}, "budget"),
     ([draw_turn(), draw_turn(2)], {"max_turns": 2}, "max_turns"),
     (["<think>no tool here</think> Action: Object Mapper"], {}, "ToolError"),
-    ([draw_turn().replace('"bbox_2d"', '"bbox"')], {}, "ToolGenError"),
+    ([draw_turn().replace('"bbox_2d"', '"bbox"')], {}, "ToolError"),           # dropped: nothing left
+    ([draw_turn().replace('"bbox_2d"', '"bbox"')], {"strict": True}, "ToolGenError"),
+    ([tool_turn([box(1, "a"), {"bbox_2d": [1, 2, 3, 4], "label": "b"}])], {}, "ToolGenError"),
     ([draw_turn(index=5)], {}, "IndexError"),
     ([draw_turn(), draw_turn(2)], {"max_images": 2}, "TooManyImages"),
 ])
 def test_every_finish_reason(model, processor, forced, cfg, reason):
     traj, = run(model, processor, [task()], forced=[forced], **cfg)
     assert traj.finish_reason == reason, traj.turns
+
+
+def small_scene(seed):
+    return np.random.default_rng(seed).integers(0, 256, (56, 56, 3), dtype=np.uint8)
+
+
+def small_task(n_images, seed, data_type="single_view"):
+    return RolloutTask(images=[small_scene(100 * seed + k) for k in range(n_images)], question="Which is left?",
+                       data_type=data_type, seed=seed)
+
+
+CAP = 4  # no table case crosses it from 2 images (each makes at most 2)
+CROSSING = tool_turn([box(1, "a"), box(2, "b")])   # 2 new images: from 3 inputs only 1 fits under the cap
+
+
+@pytest.mark.parametrize("strict", [False, True], ids=["default", "strict"])
+def test_the_table_of_turns_the_image_cap_and_the_last_turn_through_the_rollout(model, processor, strict):
+    """One batch (one compile) holds:
+    * every edge-case turn of tests/turn_cases.py as a forced first turn, then an answer on the
+      last allowed turn (max_turns=2): the rollout ends or goes on as turn_outcome says, and
+      makes the images it says, drawn as the drawing library draws them;
+    * the image cap (3 inputs, cap 4): a turn crossing it keeps one new image and goes on with the
+      final wording; a drawing at the cap ends as TooManyImages;
+    * mazes (3 turns) beside non-mazes (2 turns): the non-mazes answer on their last allowed turn
+      (the reference's mixed-batch bug) and only they are told after turn 1 that tools are over."""
+    cases = [c for c in CASES if len(processor.tokenizer.encode(c.text)) < 128]  # (not the 400-digit ones)
+    assert len(cases) >= 30
+    tasks = [small_task(NUM_IMAGES, i) for i in range(len(cases))]
+    forced = [[c.text, ANSWER] for c in cases]
+    tasks += [small_task(3, 90), small_task(3, 91, "maze"), small_task(NUM_IMAGES, 92, "maze")]
+    forced += [[CROSSING, ANSWER], [CROSSING, draw_turn(2)], [draw_turn(), ANSWER]]
+    batch = run(model, processor, tasks, forced=forced, max_turn_tokens=128, strict=strict, max_images=CAP,
+                max_turns=2, max_turns_maze=3)
+
+    for case, traj in zip(cases, batch):
+        expected = case.strict if strict else case.reason
+        first = traj.outcomes[0]
+        assert first == turn_outcome(case.text, NUM_IMAGES, max_images=CAP, strict=strict), case.name
+        assert first.finish_reason == expected, case.name
+        assert traj.finish_reason == (expected or "answer"), case.name
+        made = first.new_images if expected is None else ()
+        assert len(traj.images) == NUM_IMAGES + len(made), case.name
+        assert traj.num_dropped == sum(o.num_dropped for o in traj.outcomes) == len(traj.dropped)
+        for k, source in enumerate(made):  # the sources' pixels with the merged drawing on them
+            on_source = [a for a in first.actions if a.index == source]
+            want = render(traj.images[source - 1], [a for a in on_source if hasattr(a, "bbox_2d")],
+                          [a for a in on_source if hasattr(a, "start_point_2d")], backend="numpy")
+            np.testing.assert_array_equal(traj.images[NUM_IMAGES + k], want, err_msg=case.name)
+
+    crossed, at_cap, maze = batch[len(cases):]
+    text = lambda traj: processor.tokenizer.decode(traj.token_ids)  # noqa: E731
+    assert crossed.outcomes[0].new_images == (1,) and crossed.outcomes[0].over_cap == (2,)
+    assert len(crossed.images) == CAP and crossed.finish_reason == "answer"
+    assert text(crossed).count("tools are no longer available") == 1 and "Check the drawing" not in text(crossed)
+    assert len(at_cap.images) == CAP and at_cap.finish_reason == "TooManyImages"
+    assert at_cap.outcomes[1].new_images == ()
+    # a maze's second turn is not its last: its feedback asks for a check, not for the answer
+    assert maze.finish_reason == "answer" and len(maze.outcomes) == 2
+    assert text(maze).count("Check the drawing") == 1 and "tools are no longer available" not in text(maze)
+    for traj in batch[:len(cases)]:   # non-mazes: the second turn is the last, and it answers
+        if len(traj.outcomes) == 2:
+            assert text(traj).count("tools are no longer available") == 1 and "Check the drawing" not in text(traj)
 
 
 def test_final_turn_wording_on_the_truly_last_turn(model, processor):

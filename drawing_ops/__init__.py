@@ -16,7 +16,7 @@ from drawing_ops.errors import ToolCallError, ToolFormatError, ToolIndexError, T
 from drawing_ops.parser import (Dropped, ItemKind, ParsedTurn, ToolItem, assistant_turns, final_answer,
                                 is_reflective, parse_tool_calls, trajectory_reflective_labels)
 from drawing_ops.protocol import (DEFAULT_TEMPLATE, FinishReason, ImageInfo, ProblemType, PromptTemplate, Role,
-                                  reflective_labels)
+                                  TemplateError, reflective_labels)
 from drawing_ops.turn import TurnOutcome, turn_outcome
 from drawing_ops.render import render  # (binds the function over the submodule of the same name)
 
@@ -30,7 +30,7 @@ _LAZY = {
 __all__ = [
     "Action", "Annotations", "Box", "DEFAULT_TEMPLATE", "DrawJob", "Dropped", "FinishReason", "ImageInfo", "ItemKind",
     "Line", "ParsedTurn", "ProblemType", "PromptTemplate", "Role", "ToolCallError", "ToolFormatError",
-    "ToolIndexError", "ToolItem", "ToolSchemaError", "TooManyImages", "TurnOutcome", "VisualContext",
+    "TemplateError", "ToolIndexError", "ToolItem", "ToolSchemaError", "TooManyImages", "TurnOutcome", "VisualContext",
     "assistant_turns", "box_color", "final_answer", "is_reflective", "merge_by_label", "parse_tool_calls",
     "plan_images", "plan_turn", "reflective_labels", "render", "trajectory_reflective_labels", "turn_outcome",
     *_LAZY,

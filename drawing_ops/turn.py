@@ -34,8 +34,9 @@ Rules, in the order they are applied (default reading):
 missing, non-integer or non-positive index, unusable values) ends the trajectory as
 "ToolGenError"; then the rules above apply.
 
-The table of cases (default / strict), with 2 images in the context and a cap of 45, is the
-test table in tests/drawing_ops/test_turn.py; docs/protocol.md has it in prose.
+The table of cases (default / strict), with 2 images in the context and a cap of 45, is
+tests/turn_cases.py (run through this function and through the rollout); docs/protocol.md has
+the rules in prose.
 """
 
 from __future__ import annotations

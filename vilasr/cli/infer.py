@@ -79,7 +79,10 @@ def format_trajectory(traj, tokenizer) -> str:
             pieces.append(f"--- {who} ---\n{text.strip()}")
             start = i
     pieces.append(f"--- finish: {traj.finish_reason}; answer: {traj.answer!r}; "
-                  f"{traj.response_len} response tokens, {len(traj.images)} images ---")
+                  f"{traj.response_len} response tokens, {len(traj.images)} images, "
+                  f"{traj.num_dropped} tool item(s) dropped or left undrawn ---")
+    for turn, dropped in traj.dropped:
+        pieces.append(f"    turn {turn}: {type(dropped.error).__name__}: {dropped.error}")
     return "\n\n".join(pieces)
 
 

@@ -264,17 +264,18 @@ def rollout(model, processor, tasks: Sequence[RolloutTask], config: RolloutConfi
         cursor = 0
         for b, js in jobs.items():
             row = rows[b]
-            new = row.context.commit(js, drawn[cursor:cursor + len(js)])
-            row_feats = feats[cursor:cursor + len(js)]
+            row_drawn, row_feats = drawn[cursor:cursor + len(js)], feats[cursor:cursor + len(js)]
             cursor += len(js)
-            shapes = [row.context.images[k - 1].shape[:2] for k in new]
-            final = turn + 1 >= row.max_turns or len(row.context) >= config.max_images
-            text = _feedback_text(config.template, _image_infos(shapes, first_index=new[0]), final)
+            shapes = [im.shape[:2] for im in row_drawn]
+            # the next model turn is the last one: the turn budget, or the cap reached by these images
+            final = turn + 1 >= row.max_turns or len(row.context) + len(js) >= config.max_images
+            text = _feedback_text(config.template, _image_infos(shapes, first_index=len(row.context) + 1), final)
             ids = _tokens(processor, text, shapes)
             cost = _feedback_cost(processor, ids, shapes, config.image_tokens)
-            if row.cost + cost >= total:  # the feedback would use up the budget (as the reference: >=)
-                row.finish_reason = FinishReason.BUDGET
+            if row.cost + cost >= total:  # no room for the feedback (as the reference, >=): the images are
+                row.finish_reason = FinishReason.BUDGET   # not shown, so they do not join the trajectory
                 continue
+            new = row.context.commit(js, row_drawn)
             row.cost += cost
             row.add(ids, False)
             row.grids += [vision.grid(*s) for s in shapes]

@@ -354,6 +354,15 @@ def test_input_sizing_and_the_image_budget_count(processor):
     assert _feedback_cost(processor, ids, shapes, ImageTokens.FLAT) == len(ids) - 12 + 2 * 256
 
 
+def test_images_without_room_for_their_feedback_do_not_join_the_trajectory(model, processor):
+    turn_len = len(processor.tokenizer.encode(draw_turn())) + 1
+    for image_tokens in ("real", "flat"):
+        traj, = run(model, processor, [task()], forced=[[draw_turn()]], max_response_tokens=turn_len + 5,
+                    image_tokens=image_tokens)
+        assert traj.finish_reason == "budget" and traj.outcomes[0].new_images == (1,)
+        assert len(traj.images) == len(traj.image_grid_thw) == 1 and traj.response_len == turn_len
+
+
 def test_final_turn_wording_on_the_truly_last_turn(model, processor):
     tok = processor.tokenizer
     traj, = run(model, processor, [task()], forced=[[draw_turn(), draw_turn(2), ANSWER]], max_turns=3)

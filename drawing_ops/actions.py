@@ -18,8 +18,12 @@ def _coords(name: str, values, arity: int) -> tuple[float, ...]:
         # bool is an int subclass; a model writing `true` as a coordinate is a schema error.
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             raise ToolSchemaError(f"{name} holds a non-number {v!r}; write plain pixel numbers")
-        if not math.isfinite(v):
-            raise ToolSchemaError(f"{name} holds a non-finite value {v!r}")
+        try:
+            finite = math.isfinite(v)
+        except OverflowError:  # an int too large for a float (e.g. 400 digits)
+            finite = False
+        if not finite:
+            raise ToolSchemaError(f"{name} holds a non-finite or too large value; write plain pixel numbers")
         out.append(v)
     return tuple(out)
 

@@ -20,9 +20,8 @@ import numpy as np
 
 from drawing_ops.actions import Action, Box, Line
 from drawing_ops.errors import ToolFormatError, ToolIndexError, TooManyImages, ToolSchemaError
+from drawing_ops.protocol import DEFAULT_MAX_IMAGES
 from drawing_ops.render import render
-
-DEFAULT_MAX_IMAGES = 45  # the reference's evaluation cap, counting the input images
 
 
 @dataclass(frozen=True)
@@ -73,13 +72,23 @@ def plan_turn(annotations: Sequence[Annotations], actions: Sequence[Action],
         if act.index > len(annotations):
             raise ToolIndexError(f"'{act.label}' addresses image {act.index}, "
                                  f"but only images 1..{len(annotations)} exist")
-    groups = group_by_source(actions)
-    if len(annotations) + len(groups) > max_images:
-        raise TooManyImages(f"the turn would make {len(groups)} new image(s) on top of {len(annotations)}, "
+    sources = list(group_by_source(actions))
+    if len(annotations) + len(sources) > max_images:
+        raise TooManyImages(f"the turn would make {len(sources)} new image(s) on top of {len(annotations)}, "
                             f"past the cap of {max_images}; answer with what is drawn so far")
+    return plan_images(annotations, sources, actions)
+
+
+def plan_images(annotations: Sequence[Annotations], sources: Sequence[int],
+                actions: Sequence[Action]) -> list[DrawJob]:
+    """One DrawJob per source (1-based, in the order the new images take): the source's sets merged
+    with the turn's actions on that source. A source with no drawable action still makes its
+    image (the reference's undrawn items do). Pure; the caller has checked the sources."""
+    groups = group_by_source(actions)
     jobs = []
-    for source, (boxes, lines) in groups.items():
+    for source in sources:
         base = annotations[source - 1]
+        boxes, lines = groups.get(source, ((), ()))
         jobs.append(DrawJob(source, Annotations(merge_by_label(base.boxes, boxes),
                                                 merge_by_label(base.lines, lines))))
     return jobs
@@ -139,8 +148,22 @@ class VisualContext:
             self.annotations.append(job.annotations)
         return list(range(first, len(self.images) + 1))
 
-    def apply(self, actions: Sequence[Action]) -> list[int]:
-        jobs = self.plan(actions)
+    def plan_outcome(self, outcome) -> list[DrawJob]:
+        """The jobs of a `drawing_ops.turn_outcome` result that goes on (its sources, in order)."""
+        if outcome.finish_reason is not None:
+            raise ValueError(f"the turn ended the trajectory ({outcome.finish_reason}); nothing to draw")
+        return plan_images(self.annotations, outcome.new_images, outcome.actions)
+
+    def draw(self, jobs: Sequence[DrawJob]) -> list[int]:
+        """Draw `jobs` on the host with this context's backend and append the images."""
         drawn = [render(self.images[j.source - 1], j.annotations.boxes, j.annotations.lines,
                         backend=self.backend, draw_labels=self.draw_labels) for j in jobs]
         return self.commit(jobs, drawn)
+
+    def apply(self, actions: Sequence[Action]) -> list[int]:
+        """Make the images of valid actions (raises ToolCallError, adds nothing, on any problem)."""
+        return self.draw(self.plan(actions))
+
+    def apply_outcome(self, outcome) -> list[int]:
+        """Make the images a `turn_outcome` result says the turn makes (undrawn items included)."""
+        return self.draw(self.plan_outcome(outcome))

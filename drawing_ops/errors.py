@@ -5,9 +5,16 @@ from drawing_ops.protocol import FinishReason
 
 
 class ToolCallError(Exception):
-    """Base class: something in a model's tool call cannot be used."""
+    """Base class: something in a model's tool call cannot be used. Errors are values: two are
+    equal when they are of the same class with the same message (so parsed turns compare)."""
 
     reason: FinishReason = FinishReason.TOOL_ERROR
+
+    def __eq__(self, other) -> bool:
+        return type(self) is type(other) and self.args == other.args
+
+    def __hash__(self) -> int:
+        return hash((type(self), self.args))
 
 
 class ToolFormatError(ToolCallError):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import json
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -70,6 +71,10 @@ class ProblemType(str, enum.Enum):
 
 
 MAZE_DATA_TYPE = "maze"   # the one `data_type` the loop treats differently (a larger turn budget)
+
+# Image caps, counting the input images (SPEC §3): evaluation and RL.
+DEFAULT_MAX_IMAGES = MAX_IMAGES_EVAL = 45
+MAX_IMAGES_RL = 42
 
 
 # -- conversations --------------------------------------------------------------------------------
@@ -178,52 +183,160 @@ _ANSWER_INSTRUCTIONS = {
 }
 
 
+class TemplateError(ValueError):
+    """A prompt template (or its file) cannot be used; the message says what to change."""
+
+
+# The fields each template string may name (see PromptTemplate); any other {name} is an error.
+_IMAGE_FIELDS = frozenset({"index", "width", "height", "image"})
+TEMPLATE_FIELDS: Mapping[str, frozenset] = {
+    "system": frozenset({"width", "height", "num_images"}),
+    "image_line": _IMAGE_FIELDS,
+    "single_image_line": _IMAGE_FIELDS,
+    "image_separator": frozenset(),
+    "question_turn": frozenset({"images", "question", "options", "answer_instruction", "answer_type", "closing",
+                                "num_images"}),
+    "question": frozenset({"question"}),
+    "options_header": frozenset(),
+    "answer_instructions": frozenset(),
+    "closing": frozenset(),
+    "feedback_turn": frozenset({"images", "message", "num_images"}),
+    "feedback": frozenset({"index", "width", "height", "num_images"}),
+    "feedback_final": frozenset({"index", "width", "height", "num_images"}),
+}
+_FIELD = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
 @dataclasses.dataclass(frozen=True)
 class PromptTemplate:
-    """The text around the model's turns: system prompt, first user turn, feedback turns.
+    """The text around the model's turns: system prompt, question turn, feedback turns -- as data.
 
-    The default is our wording. Fields are filled by `fill`: a `{name}` of a known field is
-    replaced, every other brace stays as written (so JSON examples need no escaping); `{image}`
-    stands for one image placeholder (`<image>` in sharegpt text). The structure is the reference's: the question's
-    images each announced with index and size, an instruction per answer type, and after every
-    drawing a user turn showing the new images that asks for a critical check -- or, before the
-    truly last turn, says that tools are over and the answer is due.
+    The default is our wording; `PromptTemplate.from_file(path)` reads another one (JSON or TOML,
+    keys = the field names below; a missing key keeps our default). Each string is filled by
+    `fill`: a `{name}` of a field it may use is replaced, every other brace stays as written (JSON
+    examples need no escaping). `{image}` stands for one image placeholder (`<image>`).
+
+    | field               | fields it can use                                                    |
+    |---------------------|----------------------------------------------------------------------|
+    | system              | {width} {height}: image 1's size; {num_images}: input images          |
+    | image_line          | {index} {width} {height} {image}: one image, when a turn shows several |
+    | single_image_line   | the same, when a turn shows exactly one image (unset: image_line)     |
+    | image_separator     | joins the image lines into {images} (default a line break)            |
+    | question_turn       | {images} {question} {options} {answer_instruction} {answer_type}      |
+    |                     | {closing} {num_images}: the whole first user turn                     |
+    | question            | {question}: the question text (stripped) -> {question} of the turn    |
+    | options_header      | the line above the options (may be empty); {options}: it + the options |
+    | answer_instructions | answer type -> the line asking for that kind of answer                |
+    | closing             | -> {closing}                                                         |
+    | feedback_turn       | {images} {message} {num_images}: the user turn after a drawing        |
+    | feedback            | {index} {width} {height} (the last new image) {num_images}: the       |
+    |                     | {message} when more turns follow                                     |
+    | feedback_final      | the same, when the next model turn is the last one (the turn budget  |
+    |                     | or the image cap is reached): tools are over, answer now             |
+
+    In `question_turn` and `feedback_turn`, a line that names fields and comes out empty (a
+    question without options, a type without an instruction) is left out.
     """
 
     system: str = _SYSTEM
     image_line: str = "Image {index} ({width}x{height} pixels): {image}"
+    single_image_line: str | None = None
+    image_separator: str = "\n"
+    question_turn: str = "{images}\n\n{question}\n{options}\n{answer_instruction}\n{closing}"
     question: str = "Question: {question}"
     options_header: str = "Options:"
     answer_instructions: Mapping[str, str] = dataclasses.field(
         default_factory=lambda: {str(k): v for k, v in _ANSWER_INSTRUCTIONS.items()})
     closing: str = "Think step by step, draw to check your reasoning, and critically inspect each drawing."
+    feedback_turn: str = "{images}\n{message}"
     feedback: str = ("Check the drawing critically. If something is off, redraw it under the same label; "
                      "otherwise continue, or answer if you are sure.")
     feedback_final: str = ("That was your last drawing: tools are no longer available. "
                            "Give your final answer now in <answer> </answer>.")
 
+    def __post_init__(self):
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name == "answer_instructions":
+                if not isinstance(value, Mapping) or not all(isinstance(k, str) and isinstance(v, str)
+                                                             for k, v in value.items()):
+                    raise TemplateError("answer_instructions must map answer types (strings) to strings, e.g. "
+                                        '{"multiple choice": "Answer with the letter."}')
+                object.__setattr__(self, f.name, dict(value))
+                continue
+            if value is None and f.name == "single_image_line":
+                continue
+            if not isinstance(value, str):
+                raise TemplateError(f"template field {f.name!r} must be a string, got {type(value).__name__}")
+            unknown = sorted(set(_FIELD.findall(value)) - TEMPLATE_FIELDS[f.name])
+            if unknown:
+                allowed = ", ".join("{" + n + "}" for n in sorted(TEMPLATE_FIELDS[f.name])) or "none"
+                raise TemplateError(f"template field {f.name!r} names unknown field(s) "
+                                    f"{', '.join('{' + n + '}' for n in unknown)}; it can use: {allowed}")
+
+    # -- reading and writing ------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, source: str = "the template") -> "PromptTemplate":
+        """A template from a mapping of field names to values; missing fields keep our default."""
+        if not isinstance(data, Mapping):
+            raise TemplateError(f"{source} must hold a table/object of template fields, got {type(data).__name__}")
+        known = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(data) - set(known))
+        if unknown:
+            raise TemplateError(f"{source} has unknown key(s) {unknown}; the fields are {known}")
+        return cls(**data)
+
+    @classmethod
+    def from_file(cls, path) -> "PromptTemplate":
+        """Read a template from a JSON (.json) or TOML (.toml) file: one key per field to set. The
+        one loader every command uses (`--prompt-template FILE`)."""
+        import tomllib
+        from pathlib import Path
+
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise TemplateError(f"cannot read prompt template {path}: {exc}") from None
+        readers = {".json": json.loads, ".toml": tomllib.loads}
+        if path.suffix.lower() not in readers:
+            raise TemplateError(f"prompt template {path} must end in .json or .toml")
+        try:
+            data = readers[path.suffix.lower()](text)
+        except (ValueError, tomllib.TOMLDecodeError) as exc:
+            raise TemplateError(f"prompt template {path} does not parse as {path.suffix[1:].upper()}: {exc}") from None
+        return cls.from_dict(data, source=f"prompt template {path}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every field (a JSON-able dict that `from_dict` reads back); None fields left out."""
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in data.items() if v is not None}
+
+    # -- the turns --------------------------------------------------------------------------------
     def system_prompt(self, images: Sequence[ImageInfo] = ()) -> str:
         """The system prompt; `{width}`/`{height}` in it are image 1's size (as the reference states it)."""
         first = images[0] if images else None
-        return fill(self.system, width=first.width if first else "", height=first.height if first else "")
+        return fill(self.system, width=first.width if first else "", height=first.height if first else "",
+                    num_images=len(images))
 
-    def announce(self, image: ImageInfo) -> str:
-        return fill(self.image_line, index=image.index, width=image.width, height=image.height,
-                    image=IMAGE_PLACEHOLDER)
+    def announce(self, image: ImageInfo, *, alone: bool = False) -> str:
+        """One image's line: `single_image_line` when it is the only image the turn shows."""
+        line = self.single_image_line if alone and self.single_image_line is not None else self.image_line
+        return fill(line, index=image.index, width=image.width, height=image.height, image=IMAGE_PLACEHOLDER)
+
+    def images_text(self, images: Sequence[ImageInfo]) -> str:
+        alone = len(images) == 1
+        return self.image_separator.join(self.announce(im, alone=alone) for im in images)
 
     def question_prompt(self, question: str, images: Sequence[ImageInfo], *, options: Sequence[str] = (),
                         problem_type: str = ProblemType.MULTIPLE_CHOICE) -> str:
         """The first user turn: every input image announced, the question, its options, how to answer."""
-        lines = [self.announce(im) for im in images]
-        lines += ["", fill(self.question, question=question.strip())]
-        if options:
-            lines += [self.options_header, *options]
-        instruction = self.answer_instructions.get(str(problem_type), "")
-        if instruction:
-            lines.append(instruction)
-        if self.closing:
-            lines.append(self.closing)
-        return "\n".join(lines)
+        header = [self.options_header] if self.options_header else []
+        options_text = "\n".join([*header, *options]) if options else ""
+        return fill_lines(self.question_turn, images=self.images_text(images),
+                          question=fill(self.question, question=question.strip()), options=options_text,
+                          answer_instruction=self.answer_instructions.get(str(problem_type), ""),
+                          answer_type=str(problem_type), closing=self.closing, num_images=len(images))
 
     def prompt_messages(self, question: str, images: Sequence[ImageInfo], *, options: Sequence[str] = (),
                         problem_type: str = ProblemType.MULTIPLE_CHOICE) -> list[dict[str, str]]:
@@ -235,15 +348,27 @@ class PromptTemplate:
 
     def feedback_prompt(self, new_images: Sequence[ImageInfo], *, final: bool) -> str:
         """The user turn after a drawing turn; `final` says the next model turn is the last one."""
-        return "\n".join([self.announce(im) for im in new_images] +
-                         [self.feedback_final if final else self.feedback])
+        last = new_images[-1] if new_images else ImageInfo(0, 0, 0)
+        message = fill(self.feedback_final if final else self.feedback, index=last.index, width=last.width,
+                       height=last.height, num_images=len(new_images))
+        return fill_lines(self.feedback_turn, images=self.images_text(new_images), message=message,
+                          num_images=len(new_images))
 
 
 DEFAULT_TEMPLATE = PromptTemplate()
 
 
 def fill(text: str, **fields) -> str:
-    """`text` with each `{name}` of `fields` replaced by its value; other braces are left alone."""
-    for name, value in fields.items():
-        text = text.replace("{" + name + "}", str(value))
-    return text
+    """`text` with each `{name}` of `fields` replaced by its value; other braces are left alone.
+    One pass: a value that itself holds `{name}` is not filled again."""
+    return _FIELD.sub(lambda m: str(fields[m.group(1)]) if m.group(1) in fields else m.group(0), text)
+
+
+def fill_lines(layout: str, **fields) -> str:
+    """`fill` line by line, leaving out a line that names a field and comes out empty."""
+    out = []
+    for line in layout.split("\n"):
+        filled = fill(line, **fields)
+        if filled or not any(name in fields for name in _FIELD.findall(line)):
+            out.append(filled)
+    return "\n".join(out)

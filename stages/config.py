@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 from vilasr.errors import ConfigError
+from vilasr.uses import SFT_MAX_TOKENS, Use
 
 
 class Stage(str, enum.Enum):
@@ -61,8 +62,8 @@ class TrainConfig:
     precision: str = _field(Precision.BF16.value, "compute dtype: bf16 or fp32 (weights stay fp32)")
     remat: bool = _field(False, "recompute each decoder layer in the backward pass (less memory)")
     freeze_vision: bool = _field(True, "keep the vision tower and its patch merger fixed")
-    max_seq_len: int = _field(18432, "cut sequences at this many tokens")
-    max_pixels: int = _field(1280 * 28 * 28, "resize images to at most this many pixels")
+    max_seq_len: int = _field(SFT_MAX_TOKENS, "cut sequences at this many tokens")
+    max_pixels: int = _field(Use.SFT.max_pixels, "resize images to at most this many pixels")
     seed: int = _field(0, "seed of the data order and of a preset's initial weights")
     save_every: int = _field(100, "checkpoint every this many steps (and at the end)")
     keep_checkpoints: int = _field(3, "checkpoints to keep")
@@ -105,7 +106,7 @@ class TrainConfig:
             Stage.COLD_START: {},
             Stage.REFLECTIVE: {},
             Stage.RL: dict(learning_rate=1e-6, schedule=Schedule.CONSTANT.value, warmup_ratio=0.0,
-                           weight_decay=1e-2, freeze_vision=False, max_pixels=256 * 28 * 28, batch_size=128),
+                           weight_decay=1e-2, freeze_vision=False, max_pixels=Use.RL.max_pixels, batch_size=128),
         }[stage]
         return cls(**{**base, **overrides})
 

@@ -3,6 +3,7 @@
     vilasr synth {maze,static,multiview} --n N --seed S --out DIR
                  [--format tfds|sharegpt|benchmark] [--trajectories none|cold|reflective]
                  [--n-test M] [--size PX] [--loops F] [--backend numpy|jax|pil] [--overwrite]
+                 [--prompt-template FILE]
     vilasr synth gallery --out DIR [--seed S] [--n K]
 
 Writes are atomic: everything goes into a hidden temporary directory beside OUT, the manifest
@@ -21,6 +22,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from drawing_ops.protocol import DEFAULT_TEMPLATE, PromptTemplate
 from synth import families
 from synth.records import FAMILIES, TRAJECTORY_KINDS
 
@@ -52,6 +54,9 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--loops", type=float, default=None, help="maze only: share of leftover walls removed (0..1)")
     p.add_argument("--backend", choices=["numpy", "jax", "pil"], default="numpy", help="drawing backend")
     p.add_argument("--overwrite", action="store_true", help="replace an existing OUT once the new data is complete")
+    p.add_argument("--prompt-template", type=Path, default=None,
+                   help="a JSON or TOML prompt template (PromptTemplate fields) for the prompts and feedback turns; "
+                        "default: our wording")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -85,7 +90,8 @@ def run(args) -> int:
         overrides["loop_fraction"] = args.loops
     try:
         config = families.default_config(args.family, args.size, **overrides)
-    except (ValueError, TypeError) as exc:
+        args.template = PromptTemplate.from_file(args.prompt_template) if args.prompt_template else DEFAULT_TEMPLATE
+    except (ValueError, TypeError) as exc:   # (TemplateError is a ValueError)
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     splits = {name: n for name, n in (("train", args.n), ("test", args.n_test)) if n > 0}
@@ -115,6 +121,7 @@ def write_dataset(tmp: Path, family: str, splits: dict[str, int], config, args) 
     bar = tqdm(total=sum(splits.values()), desc=f"synth {family}", unit="sample", disable=args.no_progress,
                file=sys.stderr)
     hashes = {split: hashlib.sha256() for split in splits}
+    template = getattr(args, "template", DEFAULT_TEMPLATE)
 
     def seen(sample, split):        # the same digest as records.dataset_digest, computed on the fly
         hashes[split].update(sample.digest().encode())
@@ -123,20 +130,24 @@ def write_dataset(tmp: Path, family: str, splits: dict[str, int], config, args) 
     manifest = {"family": family, "format": args.format, "seed": args.seed, "splits": splits,
                 "trajectories": args.trajectories, "backend": args.backend,
                 "config": families.config_to_json(config)}
+    if template != DEFAULT_TEMPLATE:
+        manifest["prompt_template"] = template.to_dict()
     try:
         if args.format == "tfds":
             from synth import tfds_builders
 
             name = tfds_builders.build(family, tmp, seed=args.seed, splits=splits, trajectory=args.trajectories,
-                                       config=config, backend=args.backend, progress=seen)
+                                       config=config, backend=args.backend, progress=seen, template=template)
             shutil.rmtree(tmp / ".downloads", ignore_errors=True)
             manifest["tfds_name"] = name
         else:
-            export = io.export_sharegpt if args.format == "sharegpt" else io.export_benchmark
             for split, n in splits.items():
-                stream = families.iter_samples(family, n, args.seed, config=config, trajectory=args.trajectories,
-                                               split=split, backend=args.backend)
-                manifest.setdefault("files", {})[split] = export(_tap(stream, seen, split), tmp, name=split).name
+                stream = _tap(families.iter_samples(family, n, args.seed, config=config, trajectory=args.trajectories,
+                                                    split=split, backend=args.backend, template=template),
+                              seen, split)
+                path = (io.export_sharegpt(stream, tmp, name=split, template=template)
+                        if args.format == "sharegpt" else io.export_benchmark(stream, tmp, name=split))
+                manifest.setdefault("files", {})[split] = path.name
     finally:
         bar.close()
     manifest["split_digests"] = {split: h.hexdigest() for split, h in hashes.items()}

@@ -29,7 +29,7 @@ from typing import Iterable
 import numpy as np
 
 from drawing_ops import assistant_turns, is_reflective
-from drawing_ops.protocol import IMAGE_PLACEHOLDER, SHAREGPT_ROLES, Role
+from drawing_ops.protocol import DEFAULT_TEMPLATE, IMAGE_PLACEHOLDER, SHAREGPT_ROLES, PromptTemplate, Role
 from synth.records import Sample, canonical_json
 
 MANIFEST = "SYNTH_COMPLETE.json"   # written last: a dataset directory without it is not finished
@@ -56,20 +56,23 @@ def read_png(path_or_bytes) -> np.ndarray:
 
 # -- sharegpt -----------------------------------------------------------------------------------------
 
-def sharegpt_record(sample: Sample, image_paths: list[str]) -> dict:
+def sharegpt_record(sample: Sample, image_paths: list[str], template: PromptTemplate = DEFAULT_TEMPLATE) -> dict:
     header = sample.header()
     conversation = header.pop("conversation")
-    if not conversation:      # no trajectory: the prompt alone (an RL prompt)
+    if not conversation:      # no trajectory: the prompt alone (an RL prompt), worded by `template`
         from synth import templates
 
-        conversation = templates.prompt_messages(sample)
+        conversation = templates.prompt_messages(sample, template)
         header["prompt_only"] = True
     return {"conversations": conversation, "images": image_paths, "vilasr_meta": canonical_json(header)}
 
 
-def export_sharegpt(samples: Iterable[Sample], out_dir, name: str = "train", images_dir: str = "images") -> Path:
-    """Write `out_dir/<name>.json` and the PNGs under `out_dir/<images_dir>/<sample id>/`."""
-    return _write_records(samples, out_dir, name, images_dir, lambda s: s.all_images, sharegpt_record)
+def export_sharegpt(samples: Iterable[Sample], out_dir, name: str = "train", images_dir: str = "images",
+                    template: PromptTemplate = DEFAULT_TEMPLATE) -> Path:
+    """Write `out_dir/<name>.json` and the PNGs under `out_dir/<images_dir>/<sample id>/` (prompt-only
+    records are worded by `template`; trajectories already carry their wording)."""
+    return _write_records(samples, out_dir, name, images_dir, lambda s: s.all_images,
+                          lambda sample, paths: sharegpt_record(sample, paths, template))
 
 
 def _write_records(samples, out_dir, name: str, images_dir: str, images_of, to_record) -> Path:

@@ -30,6 +30,7 @@ from synth.records import Sample, lettered, option_letter
 from synth.rng import sample_id, sample_rng
 from synth.trajectory import Item, Step, write_trajectory
 from drawing_ops import Box, Line
+from drawing_ops.protocol import DEFAULT_TEMPLATE, PromptTemplate
 
 FAMILY = "maze"
 MOVES = {"up": (-1, 0), "down": (1, 0), "left": (0, -1), "right": (0, 1)}
@@ -347,7 +348,8 @@ _INTRO = ("The maze is drawn on a grid; the green S marks the start, the red G t
 
 
 def make_sample(seed: int, index: int, config: MazeConfig = MazeConfig(), trajectory: str = "none",
-                split: str = "train", backend: str = "numpy") -> Sample:
+                split: str = "train", backend: str = "numpy",
+                template: PromptTemplate = DEFAULT_TEMPLATE) -> Sample:
     """One maze task (and its trajectory unless `trajectory == "none"`). Pure in (seed, index, config, split)."""
     rng = sample_rng(FAMILY, seed, split, index)
     while True:
@@ -404,7 +406,7 @@ def make_sample(seed: int, index: int, config: MazeConfig = MazeConfig(), trajec
     steps, mistake = plan_steps(sample, maze, geo, route, start, goal, marks, rng, reflective=trajectory == "reflective")
     if mistake:
         sample.meta["mistake"] = mistake
-    return write_trajectory(sample, steps, trajectory, backend=backend)
+    return write_trajectory(sample, steps, trajectory, backend=backend, template=template)
 
 
 def _round_pt(p) -> tuple[int, int]:

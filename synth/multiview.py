@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from drawing_ops import Box, Line
+from drawing_ops.protocol import DEFAULT_TEMPLATE, PromptTemplate
 from synth import render3d, templates
 from synth.records import Sample, lettered, option_letter
 from synth.render3d import Camera, Mesh
@@ -304,7 +305,8 @@ DIRECTION_TEXT = {"left": "to the left of it", "right": "to the right of it",
 
 
 def make_sample(seed: int, index: int, config: MultiviewConfig = MultiviewConfig(), trajectory: str = "none",
-                split: str = "train", backend: str = "numpy") -> Sample:
+                split: str = "train", backend: str = "numpy",
+                template: PromptTemplate = DEFAULT_TEMPLATE) -> Sample:
     rng = sample_rng(FAMILY, seed, split, index)
     kinds = list(config.question_kinds)
     for _ in range(50):
@@ -332,7 +334,7 @@ def make_sample(seed: int, index: int, config: MultiviewConfig = MultiviewConfig
         return sample
     if mistake:
         sample.meta["mistake"] = mistake
-    return write_trajectory(sample, steps, trajectory, backend=backend)
+    return write_trajectory(sample, steps, trajectory, backend=backend, template=template)
 
 
 def _question(kind, objs, views, motions, config, rng):

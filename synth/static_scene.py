@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from drawing_ops import Box, Line
+from drawing_ops.protocol import DEFAULT_TEMPLATE, PromptTemplate
 from synth import raster, templates
 from synth.records import Sample, lettered, option_letter
 from synth.rng import sample_id, sample_rng
@@ -243,7 +244,8 @@ def _try_question(kind: str, objs: list[Obj], rng):
 # -- sample ---------------------------------------------------------------------------------------
 
 def make_sample(seed: int, index: int, config: StaticConfig = StaticConfig(), trajectory: str = "none",
-                split: str = "train", backend: str = "numpy") -> Sample:
+                split: str = "train", backend: str = "numpy",
+                template: PromptTemplate = DEFAULT_TEMPLATE) -> Sample:
     rng = sample_rng(FAMILY, seed, split, index)
     kinds = list(config.question_kinds)
     kind = kinds[int(rng.integers(len(kinds)))]
@@ -277,7 +279,7 @@ def make_sample(seed: int, index: int, config: StaticConfig = StaticConfig(), tr
         return sample
     if mistake:
         sample.meta["mistake"] = mistake
-    return write_trajectory(sample, steps, trajectory, backend=backend)
+    return write_trajectory(sample, steps, trajectory, backend=backend, template=template)
 
 
 # -- trajectory plan ------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from typing import Callable
 import numpy as np
 import tensorflow_datasets as tfds
 
+from drawing_ops.protocol import DEFAULT_TEMPLATE, PromptTemplate
 from synth import families
 from synth.records import canonical_json
 
@@ -38,10 +39,11 @@ class SynthBuilderConfig(tfds.core.BuilderConfig):
     trajectory: str = "none"
     family_config: str = "{}"     # JSON of the family's config dataclass
     backend: str = "numpy"
+    prompt_template: str = ""     # JSON of a PromptTemplate's fields; "" = our default wording
 
 
 def make_config(family: str, seed: int, splits: dict[str, int], trajectory: str, config=None,
-                backend: str = "numpy") -> SynthBuilderConfig:
+                backend: str = "numpy", template: PromptTemplate = DEFAULT_TEMPLATE) -> SynthBuilderConfig:
     config = config if config is not None else families.default_config(family)
     return SynthBuilderConfig(
         name=f"{trajectory}_seed{seed}",
@@ -49,6 +51,7 @@ def make_config(family: str, seed: int, splits: dict[str, int], trajectory: str,
         description=f"{family} tasks, trajectories={trajectory}, seed={seed}",
         seed=seed, splits=tuple(splits.items()), trajectory=trajectory,
         family_config=canonical_json(families.config_to_json(config)), backend=backend,
+        prompt_template="" if template == DEFAULT_TEMPLATE else canonical_json(template.to_dict()),
     )
 
 
@@ -87,9 +90,12 @@ class _SynthBuilder(tfds.core.GeneratorBasedBuilder):
     def _generate_examples(self, split: str, n: int):
         cfg = self.builder_config
         family_config = families.config_from_json(self.FAMILY, json.loads(cfg.family_config))
+        template = (PromptTemplate.from_dict(json.loads(cfg.prompt_template)) if cfg.prompt_template
+                    else DEFAULT_TEMPLATE)
         for index in range(n):
             sample = families.make_sample(self.FAMILY, cfg.seed, index, config=family_config,
-                                          trajectory=cfg.trajectory, split=split, backend=cfg.backend)
+                                          trajectory=cfg.trajectory, split=split, backend=cfg.backend,
+                                          template=template)
             yield sample.id, sample_to_example(sample)
             if self.progress is not None:
                 self.progress(sample, split)
@@ -122,7 +128,8 @@ BUILDERS = {"maze": SynthMaze, "static": SynthStatic, "multiview": SynthMultivie
 
 
 def build(family: str, data_dir, *, seed: int, splits: dict[str, int], trajectory: str, config=None,
-          backend: str = "numpy", progress: Callable | None = None) -> str:
+          backend: str = "numpy", progress: Callable | None = None,
+          template: PromptTemplate = DEFAULT_TEMPLATE) -> str:
     """Generate and write the dataset under `data_dir`; returns its TFDS name ("synth_maze/cold_seed0")."""
     tfds.disable_progress_bar()
     absl_log = logging.getLogger("absl")
@@ -130,7 +137,7 @@ def build(family: str, data_dir, *, seed: int, splits: dict[str, int], trajector
     absl_log.setLevel(logging.ERROR)   # TFDS warns about "custom" configs; ours are all custom by design
     try:
         cls = BUILDERS[family]
-        builder_config = make_config(family, seed, splits, trajectory, config, backend)
+        builder_config = make_config(family, seed, splits, trajectory, config, backend, template)
         builder = cls(config=builder_config, data_dir=str(data_dir), file_format="array_record")
         builder.progress = progress
         builder.download_and_prepare(download_dir=str(data_dir) + "/.downloads")

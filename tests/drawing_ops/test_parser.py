@@ -35,11 +35,24 @@ def test_python_literal_style_single_quotes_trailing_commas_tuples():
     assert parsed.actions[0].bbox_2d == (1, 2, 3, 4)
 
 
-def test_bare_object_is_one_item_and_fence_line_may_be_indented():
-    text = "<think>t</think> Action: Path Tracer\n   ```json   \n" \
-           '{"index": 1, "start_point_2d": [0, 0], "end_point_2d": [9, 9], "label": "l"}\n```'
-    parsed = parse_tool_calls(text)
-    assert parsed.actions == [Line(1, (0, 0), (9, 9), "l")]
+def test_fence_line_may_be_indented_and_a_bare_object_gives_no_items():
+    item = '{"index": 1, "start_point_2d": [0, 0], "end_point_2d": [9, 9], "label": "l"}'
+    text = "<think>t</think> Action: Path Tracer\n   ```json   \n" + f"[{item}]\n```"
+    assert parse_tool_calls(text).actions == [Line(1, (0, 0), (9, 9), "l")]
+    # the reference iterates a bare object's keys, which are no items: nothing is read
+    bare = parse_tool_calls(text.replace(f"[{item}]", item))
+    assert bare.actions == [] and bare.items == ()
+    assert len(bare.errors) == 1 and isinstance(bare.errors[0], ToolSchemaError) and "not a list" in str(bare.errors[0])
+
+
+@pytest.mark.parametrize("block", ['[{"index": 1, "bbox_2d": [1, 2, 3, 4], "label": "a", "hidden": true}]',
+                                   '[{"index": 1, "bbox_2d": [1, 2, 3, 4], "label": null}]',
+                                   '[{"index": 1, "bbox_2d": [1, 2, 3, NaN], "label": "a"}]'])
+def test_json_that_is_not_a_python_literal_makes_the_block_unreadable(block):
+    parsed = parse_tool_calls(turn(block))
+    assert parsed.actions == [] and parsed.items == ()
+    assert len(parsed.errors) == 1 and isinstance(parsed.errors[0], ToolFormatError)
+    assert "not a Python literal" in str(parsed.errors[0])
 
 
 def test_only_exact_json_fence_opens_a_block():
@@ -68,7 +81,8 @@ def test_several_blocks_malformed_one_is_reported_and_dropped():
     ({"index": 1, "bbox_2d": [1, 2, 3], "label": "a"}, "4 numbers"),
     ({"index": 1, "bbox_2d": [1, 2, 3, "x"], "label": "a"}, "non-number"),
     ({"index": 1, "bbox_2d": [1, 2, 3, True], "label": "a"}, "non-number"),
-    ({"index": 1, "bbox_2d": [1, 2, 3, float("nan")], "label": "a"}, "non-finite"),
+    ({"index": 1, "bbox_2d": [1, 2, 3, float("inf")], "label": "a"}, "non-finite"),
+    ({"index": 1, "bbox_2d": [1, 2, 3, 10 ** 400], "label": "a"}, "too large"),
     ({"index": 1, "bbox_2d": "1,2,3,4", "label": "a"}, "list of 4"),
     ({"index": 0, "bbox_2d": [1, 2, 3, 4], "label": "a"}, "1-based"),
     ({"index": "1", "bbox_2d": [1, 2, 3, 4], "label": "a"}, "integer"),
@@ -80,7 +94,7 @@ def test_several_blocks_malformed_one_is_reported_and_dropped():
     ({"index": 1, "point": [1, 2], "label": "a"}, "neither"),
 ])
 def test_schema_errors_name_the_problem(item, needle):
-    parsed = parse_tool_calls(turn(json.dumps(item)))
+    parsed = parse_tool_calls(turn(repr([item]).replace("inf", "1e999")))
     assert parsed.actions == []
     assert len(parsed.errors) == 1
     err = parsed.errors[0]
@@ -101,6 +115,21 @@ def test_index_out_of_range_with_num_images():
     assert [a.label for a in parsed.actions] == ["near"]
     assert isinstance(parsed.errors[0], ToolIndexError) and "image 3" in str(parsed.errors[0])
     assert parse_tool_calls(turn(block)).errors == []  # without num_images there is no range check
+
+
+def test_a_400_digit_number_spoils_only_its_own_item():
+    good = {"index": 1, "bbox_2d": [1, 2, 3, 4], "label": "good"}
+    for bad in ({"index": 1, "bbox_2d": [1, 2, 3, 10 ** 400], "label": "huge"},
+                {"index": 10 ** 400, "bbox_2d": [1, 2, 3, 4], "label": "far"},
+                {"index": 1, "start_point_2d": [10 ** 400, 0], "end_point_2d": [1, 2], "label": "huge"}):
+        parsed = parse_tool_calls(turn(repr([good, bad, good | {"label": "also good"}])), num_images=2)
+        assert [a.label for a in parsed.actions] == ["good", "also good"]
+        assert len(parsed.errors) == 1 and isinstance(parsed.errors[0], (ToolSchemaError, ToolIndexError))
+
+
+def test_empty_list_block_says_it_holds_no_items():
+    parsed = parse_tool_calls(turn("[]"))
+    assert parsed.num_blocks == 1 and "hold no items" in str(parsed.errors[0])
 
 
 def test_answer_turn():

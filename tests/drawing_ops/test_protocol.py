@@ -3,10 +3,12 @@ the prompt template."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from drawing_ops import (Box, FinishReason, ImageInfo, Line, PromptTemplate, ToolFormatError, ToolIndexError,
-                         ToolSchemaError, TooManyImages, parse_tool_calls, reflective_labels)
+from drawing_ops import (Box, FinishReason, ImageInfo, Line, PromptTemplate, TemplateError, ToolFormatError,
+                         ToolIndexError, ToolSchemaError, TooManyImages, parse_tool_calls, reflective_labels)
 from drawing_ops.protocol import (DEFAULT_TEMPLATE, ProblemType, Role, SHAREGPT_ROLES, fill, format_answer_turn,
                                   format_tool_turn)
 
@@ -71,3 +73,62 @@ def test_custom_template_fills_known_fields_only():
     assert messages == [{"role": "system", "content": 'Image 1 is 64x32. Call [{"index": 1}]'},
                         {"role": "user", "content": "<image> #1\n\nQuestion: q?"}]
     assert fill("{a} {b} {c}", a=1, b="x") == "1 x {c}"
+
+
+# -- prompt templates as data -------------------------------------------------------------------
+REFERENCE_STYLE = {   # the reference's layout (in our words): image 1's size in the system prompt, a lone
+    "system": "Draw to reason. Image 1 spans (0, 0) to ({width}, {height}).",   # image gets its index only
+    "single_image_line": "{image}\nThis is image {index}.",
+    "image_line": "{image}This is image {index} (width: {width}, height: {height}).",
+    "question_turn": "{images}\n### Question:\n{question}\n{options}\n{answer_instruction}",
+    "question": "{question}",
+    "answer_instructions": {"multiple choice": "Give the letter."},
+}
+
+
+def test_a_template_loads_from_json_and_toml_alike(tmp_path):
+    (tmp_path / "t.json").write_text(json.dumps(REFERENCE_STYLE))
+    toml = "\n".join(f"{k} = {json.dumps(v)}" for k, v in REFERENCE_STYLE.items() if isinstance(v, str))
+    toml += '\n[answer_instructions]\n"multiple choice" = "Give the letter."\n'
+    (tmp_path / "t.toml").write_text(toml)
+    a, b = PromptTemplate.from_file(tmp_path / "t.json"), PromptTemplate.from_file(tmp_path / "t.toml")
+    assert a == b == PromptTemplate(**REFERENCE_STYLE)
+    assert a.feedback == DEFAULT_TEMPLATE.feedback                      # a missing key keeps our default
+    assert PromptTemplate.from_dict(a.to_dict()) == a
+
+
+def test_single_and_several_images_and_optional_lines():
+    t = PromptTemplate(**REFERENCE_STYLE)
+    one = t.prompt_messages("Which way?", [ImageInfo(1, 588, 588)], problem_type="free-form")
+    assert one[0]["content"] == "Draw to reason. Image 1 spans (0, 0) to (588, 588)."
+    # no options and no instruction for free-form: those lines are left out
+    assert one[1]["content"] == "<image>\nThis is image 1.\n### Question:\nWhich way?"
+    two = t.question_prompt("Same object?", [ImageInfo(1, 448, 336), ImageInfo(2, 224, 168)], options=["A. yes", "B. no"])
+    assert two == ("<image>This is image 1 (width: 448, height: 336).\n<image>This is image 2 (width: 224, height: 168)."
+                   "\n### Question:\nSame object?\nOptions:\nA. yes\nB. no\nGive the letter.")
+    fb = PromptTemplate(feedback="Image {index} is {width}x{height}; go on.", feedback_turn="{images}{message}",
+                        single_image_line="{image}")
+    assert fb.feedback_prompt([ImageInfo(4, 10, 20)], final=False) == "<image>Image 4 is 10x20; go on."
+
+
+@pytest.mark.parametrize("data, needle", [
+    ({"sytem": "x"}, "unknown key(s) ['sytem']"),
+    ({"question": "Q: {quesiton}"}, "unknown field(s) {quesiton}"),
+    ({"system": "image {index}"}, "it can use: {height}, {num_images}, {width}"),
+    ({"closing": 3}, "must be a string"),
+    ({"answer_instructions": ["a"]}, "answer_instructions must map"),
+    (["system"], "table/object"),
+])
+def test_bad_templates_say_what_to_change(data, needle):
+    with pytest.raises(TemplateError) as err:
+        PromptTemplate.from_dict(data)
+    assert needle in str(err.value)
+
+
+def test_bad_template_files(tmp_path):
+    for name, text, needle in [("t.yaml", "a: 1", ".json or .toml"), ("t.json", "{", "does not parse as JSON"),
+                               ("t.toml", "x = ", "does not parse as TOML"), ("missing.json", None, "cannot read")]:
+        if text is not None:
+            (tmp_path / name).write_text(text)
+        with pytest.raises(TemplateError, match=needle.replace(".", r"\.")):
+            PromptTemplate.from_file(tmp_path / name)

@@ -105,3 +105,27 @@ def test_gallery(tmp_path):
     text = (tmp_path / "g" / "maze_01_reflective.txt").read_text()
     assert "Action: Answer" in text and "<answer>" in text
     json.dumps([str(p) for p in paths])
+
+
+def test_prompt_template_file_words_the_trajectories_and_prompts(tmp_path, capsys):
+    template = tmp_path / "words.toml"
+    template.write_text('image_line = "{image} = image {index}"\nfeedback = "Image {index} is drawn. Look again."\n'
+                        'closing = ""\n')
+    out = tmp_path / "data"
+    assert cli.main(["static", "--n", "1", "--seed", "1", "--out", str(out), "--format", "sharegpt",
+                     "--trajectories", "cold", "--prompt-template", str(template), *ARGS]) == 0
+    record, = json.loads((out / "train.json").read_text())
+    conversation = record["conversations"]
+    assert conversation[1]["content"].startswith("<image> = image 1\n\nQuestion: ")
+    assert not conversation[1]["content"].endswith("inspect each drawing.")        # closing removed
+    assert conversation[3]["content"] == "<image> = image 2\nImage 2 is drawn. Look again."
+    assert io.read_manifest(out)["prompt_template"]["closing"] == ""
+    prompts = tmp_path / "prompts"   # prompt-only records (no trajectory) use it too
+    assert cli.main(["static", "--n", "1", "--seed", "1", "--out", str(prompts), "--format", "sharegpt",
+                     "--trajectories", "none", "--prompt-template", str(template), *ARGS]) == 0
+    record, = json.loads((prompts / "train.json").read_text())
+    assert record["conversations"][1]["content"] == conversation[1]["content"]
+    template.write_text('closing = "{answer}"\n')
+    assert cli.main(["static", "--n", "1", "--out", str(tmp_path / "bad"), "--format", "sharegpt",
+                     "--prompt-template", str(template), *ARGS]) == 2
+    assert "unknown field(s) {answer}" in capsys.readouterr().err and not (tmp_path / "bad").exists()

@@ -1,11 +1,18 @@
-"""Command-line flags made from config dataclasses: one flag per field, its default and help taken
-from the field, so the command line can never drift from the config it fills."""
+"""Command-line flags made from config dataclasses: one flag per field, its type, default and help
+taken from the field, so the command line can never drift from the config it fills.
+
+With presets (e.g. `RolloutConfig.for_eval()` / `.for_rl()` chosen by `--use`), a flag left out
+takes the chosen preset's value: `config_from_args(..., base=preset)` replaces only the fields
+given on the command line, and the help text shows each preset's value."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-from collections.abc import Iterable
+import enum
+import types
+import typing
+from collections.abc import Iterable, Mapping
 
 
 def _default(field: dataclasses.Field):
@@ -16,31 +23,68 @@ def _default(field: dataclasses.Field):
     return None
 
 
-def add_config_flags(parser: argparse.ArgumentParser, config_class, names: Iterable[str], *,
-                     unset_is_none: bool = False) -> None:
-    """Add `--field-name` for each named field of `config_class` (a dataclass). With
-    `unset_is_none`, a flag the user does not give parses as None (so a preset or a config file
-    can supply the value); its help still shows the field's default."""
+def _value_type(hint):
+    """(type, optional): `int | None` -> (int, True)."""
+    args = typing.get_args(hint)
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        rest = [a for a in args if a is not type(None)]
+        return rest[0], len(rest) < len(args)
+    return hint, False
+
+
+def _parser(kind, optional: bool):
+    """A flag's argparse `type`: the field's type, and 'none' for None when the field allows it."""
+    def parse(text: str):
+        if optional and text.lower() == "none":
+            return None
+        try:
+            return kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {kind.__name__}{' or none' if optional else ''}, "
+                                             f"got {text!r}") from None
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def _shown(value) -> str:
+    return "none" if value is None else str(value)
+
+
+def add_config_flags(parser: argparse.ArgumentParser, config_class, names: Iterable[str],
+                     presets: Mapping[str, object] | None = None, pick=lambda config: config) -> None:
+    """Add `--field-name` for each named field of `config_class` (a dataclass). With `presets`
+    (name -> config object), a flag left out is absent from the parsed args and its help shows
+    each preset's value (`pick` maps a preset to the `config_class` object holding the field)."""
     fields = {f.name: f for f in dataclasses.fields(config_class)}
+    hints = typing.get_type_hints(config_class)
     for name in names:
         field = fields[name]
-        default = _default(field)
+        kind, optional = _value_type(hints[name])
         flag = "--" + name.replace("_", "-")
         help_text = field.metadata.get("help", name.replace("_", " "))
-        parsed_default = None if unset_is_none else default
-        if unset_is_none:
-            help_text += f" (default: {default})"
-        if isinstance(default, bool):
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=parsed_default, help=help_text)
+        kw = {}
+        if presets:
+            values = ", ".join(f"{use}: {_shown(getattr(pick(cfg), name))}" for use, cfg in presets.items())
+            kw = {"default": argparse.SUPPRESS, "help": f"{help_text} (defaults: {values})"}
         else:
-            parser.add_argument(flag, type=type(default), default=parsed_default, help=help_text)
+            kw = {"default": _default(field), "help": help_text}
+        if kind is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
+        elif isinstance(kind, type) and issubclass(kind, enum.Enum):
+            parser.add_argument(flag, type=kind, choices=list(kind), **kw)
+        else:
+            parser.add_argument(flag, type=_parser(kind, optional), **kw)
 
 
 def given_flags(args: argparse.Namespace, names: Iterable[str]) -> dict:
-    """The named flags the user gave (those not None), as config field values."""
-    return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+    """The named flags the command line gave (flags added with `presets` are absent otherwise)."""
+    return {name: getattr(args, name) for name in names if hasattr(args, name)}
 
 
-def config_from_args(config_class, args: argparse.Namespace, names: Iterable[str], **more):
-    """`config_class(**{name: args.name for name in names}, **more)`."""
-    return config_class(**{name: getattr(args, name) for name in names}, **more)
+def config_from_args(config_class, args: argparse.Namespace, names: Iterable[str], base=None, **more):
+    """`config_class(**{name: args.name}, **more)`; with `base`, a copy of `base` with the fields
+    the command line gave (and `more`) replaced."""
+    given = given_flags(args, names)
+    if base is None:
+        return config_class(**given, **more)
+    return dataclasses.replace(base, **given, **more)

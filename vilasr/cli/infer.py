@@ -1,6 +1,8 @@
 """`vilasr infer`: one multi-turn drawing rollout on your images, printed turn by turn, with every
-image of the trajectory written as a PNG. Rollout and sampling flags come from `RolloutConfig` and
-`SamplingConfig` (vilasr/cli/flags.py), with their defaults."""
+image of the trajectory written as a PNG. `--use eval|rl` picks the reference's settings for that
+use (`RolloutConfig.for_eval()` / `.for_rl()`, vilasr/uses.py); the rollout and sampling flags
+(made from `RolloutConfig` and `SamplingConfig` by vilasr/cli/flags.py) override single values.
+`--prompt-template FILE` replaces our prompt wording (`PromptTemplate.from_file`)."""
 
 from __future__ import annotations
 
@@ -11,12 +13,15 @@ from pathlib import Path
 
 import numpy as np
 
-from drawing_ops.protocol import ProblemType
+from drawing_ops.protocol import ProblemType, PromptTemplate, TemplateError
 from vilasr.cli.flags import add_config_flags, config_from_args
+from vilasr.uses import Use
 
 EXIT_BAD_INPUT = 2
-ROLLOUT_FLAGS = ("max_turns", "max_turns_maze", "max_images", "max_turn_tokens", "max_response_tokens")
+ROLLOUT_FLAGS = ("max_turns", "max_turns_maze", "max_images", "max_turn_tokens", "max_response_tokens",
+                 "image_tokens", "max_pixels", "strict")
 SAMPLING_FLAGS = ("temperature", "top_p", "top_k", "greedy")
+USES = (Use.EVAL, Use.RL)
 
 
 def add_parser(sub) -> None:
@@ -33,8 +38,14 @@ def add_parser(sub) -> None:
                        help="how the answer is asked for")
     infer.add_argument("--data-type", default=RolloutTask.data_type,
                        help="kind of input; 'maze' allows --max-turns-maze turns instead of --max-turns")
-    add_config_flags(infer, RolloutConfig, ROLLOUT_FLAGS)
-    add_config_flags(infer, SamplingConfig, SAMPLING_FLAGS)
+    infer.add_argument("--use", type=Use, choices=USES, default=Use.EVAL,
+                       help="the reference's settings for evaluation or RL (budgets, sampling, image size, cap); "
+                            "the flags below override single values")
+    infer.add_argument("--prompt-template", type=Path, default=None,
+                       help="a JSON or TOML prompt template (PromptTemplate fields); default: our wording")
+    presets = {str(use): RolloutConfig.for_use(use) for use in USES}
+    add_config_flags(infer, RolloutConfig, ROLLOUT_FLAGS, presets=presets)
+    add_config_flags(infer, SamplingConfig, SAMPLING_FLAGS, presets=presets, pick=lambda cfg: cfg.sampling)
     infer.add_argument("--seed", type=int, default=0, help="sampling seed (and the tiny preset's weights)")
     infer.add_argument("--out", type=Path, default=Path("out/infer"), help="folder for the trajectory's images")
     infer.set_defaults(func=run)
@@ -68,13 +79,26 @@ def format_trajectory(traj, tokenizer) -> str:
             pieces.append(f"--- {who} ---\n{text.strip()}")
             start = i
     pieces.append(f"--- finish: {traj.finish_reason}; answer: {traj.answer!r}; "
-                  f"{traj.response_len} response tokens, {len(traj.images)} images ---")
+                  f"{traj.response_len} response tokens, {len(traj.images)} images, "
+                  f"{traj.num_dropped} tool item(s) dropped or left undrawn ---")
+    for turn, dropped in traj.dropped:
+        pieces.append(f"    turn {turn}: {type(dropped.error).__name__}: {dropped.error}")
     return "\n\n".join(pieces)
 
 
 def _collapse_image_pads(text: str) -> str:
     return re.sub(r"<\|vision_start\|>(<\|image_pad\|>)+<\|vision_end\|>",
                   lambda m: f"<image: {m.group(0).count('<|image_pad|>')} tokens>", text)
+
+
+def rollout_config_from_args(args):
+    """The `--use` preset with the flags given on the command line (and the prompt template)."""
+    from vilasr.rollout import RolloutConfig, SamplingConfig
+
+    base = RolloutConfig.for_use(args.use)
+    sampling = config_from_args(SamplingConfig, args, SAMPLING_FLAGS, base=base.sampling)
+    more = {"template": PromptTemplate.from_file(args.prompt_template)} if args.prompt_template else {}
+    return config_from_args(RolloutConfig, args, ROLLOUT_FLAGS, base=base, sampling=sampling, **more)
 
 
 def run(args) -> int:
@@ -84,7 +108,7 @@ def run(args) -> int:
 
     try:
         return _run(args)
-    except (OSError, UnidentifiedImageError, VilasrError) as exc:
+    except (OSError, UnidentifiedImageError, VilasrError, TemplateError) as exc:
         print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
 
@@ -92,11 +116,10 @@ def run(args) -> int:
 def _run(args) -> int:
     from PIL import Image
 
-    from vilasr.rollout import RolloutConfig, RolloutTask, SamplingConfig, rollout
+    from vilasr.rollout import RolloutTask, rollout
 
+    config = rollout_config_from_args(args)
     images = [np.asarray(Image.open(p).convert("RGB")) for p in args.image]
-    sampling = config_from_args(SamplingConfig, args, SAMPLING_FLAGS)
-    config = config_from_args(RolloutConfig, args, ROLLOUT_FLAGS, sampling=sampling)
     model, processor = load_model_and_processor(args.model, args.preset, args.seed)
     task = RolloutTask(images=images, question=args.question, problem_type=args.problem_type, data_type=args.data_type)
     traj, = rollout(model, processor, [task], config, seed=args.seed, progress=True)

@@ -33,7 +33,7 @@ def add_parser(sub) -> None:
 
     train = sub.add_parser("train", help="run a training stage (resumes from --out)", description=__doc__,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
-    train.add_argument("stage", choices=[Stage.COLD_START.value], help="which stage to run")
+    train.add_argument("stage", choices=[Stage.COLD_START.value], help="which stage to run (its recipe gives the defaults)")
     source = train.add_mutually_exclusive_group(required=True)
     source.add_argument("--model", type=Path, help="start from a local Hugging Face Qwen2.5-VL folder")
     source.add_argument("--preset", choices=["tiny", "3b", "7b"],
@@ -45,7 +45,8 @@ def add_parser(sub) -> None:
     train.add_argument("--devices", type=int, default=0,
                        help="devices to train on, data parallel (default: 0 = all visible)")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
-    add_config_flags(train, TrainConfig, _train_fields(), unset_is_none=True)
+    stages = (Stage.COLD_START,)
+    add_config_flags(train, TrainConfig, _train_fields(), presets={str(s): TrainConfig.for_stage(s) for s in stages})
     train.set_defaults(func=run)
 
 

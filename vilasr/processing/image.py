@@ -31,7 +31,7 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 DEFAULT_MIN_PIXELS = 56 * 56
 DEFAULT_MAX_PIXELS = 28 * 28 * 1280
-VILASR_TRAIN_MAX_PIXELS = 256 * 28 * 28  # the images <= 256*28*28 px setting of ViLaSR's SFT stages
+VILASR_TRAIN_MAX_PIXELS = 256 * 28 * 28  # ViLaSR's RL image size (per use: vilasr/uses.py)
 
 _BICUBIC = 3  # PIL.Image.Resampling.BICUBIC
 _MAX_ASPECT = 200
@@ -172,8 +172,8 @@ class ImageProcessor:
     """The preprocessing settings of one model; call it on images, or `.video(frames)`.
 
     `max_pixels` is the per-image (per-frame) pixel budget: Hugging Face's default 28*28*1280,
-    ViLaSR's training setting `VILASR_TRAIN_MAX_PIXELS` (256*28*28), Qwen2.5-VL's released
-    preprocessor_config 28*28*16384.
+    ViLaSR's RL setting `VILASR_TRAIN_MAX_PIXELS` (256*28*28; every use's size is in
+    vilasr/uses.py), Qwen2.5-VL's released preprocessor_config 28*28*16384.
     """
 
     min_pixels: int = DEFAULT_MIN_PIXELS

@@ -1,7 +1,8 @@
 """Multi-turn drawing rollouts for a batch of tasks, on one persistent KV cache (docs/method.md, the loop).
 
-Per turn: decode every live trajectory (vilasr.rollout.sampler), parse each turn
-(drawing_ops.parse_tool_calls), decide whether the trajectory stops (and why), apply the drawing
+Per turn: decode every live trajectory (vilasr.rollout.sampler), decide what each turn does
+(drawing_ops.turn_outcome: the reference's tolerance for bad tool calls and the image cap; the
+loop adds the per-turn token cap, the response budget and the turn budget), apply the drawing
 to its visual context with the JAX batch renderer, preprocess and encode *only the new images* on
 the device (vilasr.rollout.vision), and append the feedback turn to the cache. Nothing is ever
 re-encoded or re-prefilled: a trajectory's cost is its own new tokens. (`persistent_cache=False`
@@ -15,6 +16,7 @@ and their tokens do not depend on their batch-mates (per-row keys).
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Sequence
 
 import jax
@@ -23,8 +25,9 @@ import numpy as np
 from flax import nnx
 from tqdm import tqdm
 
-from drawing_ops import ParsedTurn, ToolCallError, ToolSchemaError, ToolIndexError, VisualContext, parse_tool_calls
+from drawing_ops import TurnOutcome, VisualContext, turn_outcome
 from drawing_ops.protocol import IMAGE_PLACEHOLDER, FinishReason, ImageInfo, PromptTemplate
+from vilasr.errors import ConfigError
 from vilasr.model import prepare_inputs
 from vilasr.processing.image import resize_rgb, to_rgb_array
 from vilasr.processing.processor import expand_placeholders
@@ -33,6 +36,7 @@ from vilasr.rollout.config import RolloutConfig
 from vilasr.rollout.sampler import GROWTH, bucket, decode, grow_cache, prefill
 from vilasr.rollout.trajectory import RolloutTask, Segment, Trajectory
 from vilasr.rollout.vision import DeviceVision
+from vilasr.uses import REFERENCE_IMAGE_TOKENS, ImageTokens
 
 VISION_SLOT = "<|vision_start|><|image_pad|><|vision_end|>"
 
@@ -46,12 +50,13 @@ class _Row:
     max_turns: int
     segments: list[Segment] = dataclasses.field(default_factory=list)
     turns: list[str] = dataclasses.field(default_factory=list)
-    parsed: list[ParsedTurn] = dataclasses.field(default_factory=list)
+    outcomes: list[TurnOutcome] = dataclasses.field(default_factory=list)
     finish_reason: FinishReason | None = None
     answer: str | None = None
     tokens_processed: int = 0
     images_encoded: int = 0
     grids: list = dataclasses.field(default_factory=list)
+    cost: int = 0  # response tokens spent, images counted as the config says
 
     @property
     def live(self) -> bool:
@@ -67,21 +72,19 @@ class _Row:
 
 
 # ----------------------------------------------------------------------------- turn outcome
-def _reason_after_turn(parsed: ParsedTurn, stopped: bool, hit_budget: bool, turn: int,
-                       max_turns: int) -> FinishReason | None:
-    """Why a trajectory ends after this model turn, or None if its drawing should be applied."""
+def _loop_reason(outcome: TurnOutcome, stopped: bool, hit_budget: bool, turn: int,
+                 max_turns: int) -> FinishReason | None:
+    """Why a trajectory ends after this model turn, or None if its drawing should be applied: the
+    loop's own limits around `turn_outcome`'s decision. A turn cut by a token limit ends on that
+    limit; an answer ends it on any turn, the last allowed one included (mazes or not); a turn
+    budget spent without an answer ends as max_turns."""
     if not stopped:
         return FinishReason.BUDGET if hit_budget else FinishReason.LENGTH
-    if parsed.answer is not None:
+    if outcome.finish_reason is FinishReason.ANSWER:
         return FinishReason.ANSWER
     if turn >= max_turns:
         return FinishReason.MAX_TURNS
-    for kind in (ToolSchemaError, ToolIndexError):  # the first kind found decides, in this order
-        if any(isinstance(e, kind) for e in parsed.errors):
-            return kind.reason
-    if not parsed.actions:
-        return FinishReason.TOOL_ERROR
-    return None
+    return outcome.finish_reason
 
 
 # ----------------------------------------------------------------------------- text of the turns
@@ -102,10 +105,37 @@ def _feedback_text(template: PromptTemplate, new_images: Sequence[ImageInfo], fi
     return f"\n{IM_START}user\n{body}{IM_END}\n{IM_START}assistant\n"
 
 
+def _image_tokens(processor, shape) -> int:
+    """Tokens of an image already at its model size (the rollout resized it; no second resize)."""
+    ip = processor.image_processor
+    h, w = shape
+    return (h // ip.patch_size) * (w // ip.patch_size) // ip.merge_size ** 2
+
+
 def _tokens(processor, text: str, image_shapes) -> list[int]:
     """Token ids of `text` with each image slot expanded to its number of image tokens."""
-    counts = [processor.num_image_tokens(h, w) for h, w in image_shapes]
+    counts = [_image_tokens(processor, s) for s in image_shapes]
     return processor.tokenizer.encode(expand_placeholders([text], counts, [])[0])
+
+
+def _feedback_cost(processor, ids, shapes, image_tokens: ImageTokens) -> int:
+    """What a feedback turn costs of the response budget: its tokens, or (FLAT) its text tokens
+    plus a flat 256 per image, as the reference's RL rollout counts."""
+    if image_tokens is ImageTokens.REAL:
+        return len(ids)
+    real = sum(_image_tokens(processor, s) for s in shapes)
+    return len(ids) - real + REFERENCE_IMAGE_TOKENS * len(shapes)
+
+
+def _input_processor(processor, config: RolloutConfig):
+    """The image processor that sizes input images: the model's, with the config's max_pixels."""
+    ip = processor.image_processor
+    if config.max_pixels is None:
+        return ip
+    if config.max_pixels < ip.min_pixels:
+        raise ConfigError(f"RolloutConfig.max_pixels={config.max_pixels} is below the processor's min_pixels="
+                          f"{ip.min_pixels}; raise max_pixels")
+    return dataclasses.replace(ip, max_pixels=config.max_pixels)
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -152,12 +182,13 @@ def rollout(model, processor, tasks: Sequence[RolloutTask], config: RolloutConfi
     tok = processor.tokenizer
     stop_ids = sorted(set(tok.eos_ids) | {tok.im_end_id})
     base_key = jax.random.key(seed)
+    sizing = _input_processor(processor, config)
     rows = []
     for i, task in enumerate(tasks):
         images = []
         for im in task.images:
             im = to_rgb_array(im)
-            h, w = processor.image_processor.target_size(*im.shape[:2])
+            h, w = sizing.target_size(*im.shape[:2])
             images.append(im if im.shape[:2] == (h, w) else resize_rgb(im, h, w))
         rows.append(_Row(task=task, context=VisualContext(images, max_images=config.max_images, backend="jax",
                                                           draw_labels=config.draw_labels),
@@ -189,9 +220,9 @@ def rollout(model, processor, tasks: Sequence[RolloutTask], config: RolloutConfi
         bar.set_postfix(turn=turn)
         if not config.persistent_cache and turn > 1:
             logits, cache = _reprefill(model, parts, vision, rows)
-        used = np.array([r.length() - n for r, n in zip(rows, prompt_lens)])
-        budget_left = config.max_response_tokens - used
-        caps = np.minimum(config.max_turn_tokens, np.maximum(budget_left, 0))
+        used = np.array([r.cost for r in rows])
+        total = math.inf if config.max_response_tokens is None else config.max_response_tokens
+        caps = np.minimum(config.max_turn_tokens, np.maximum(total - used, 0)).astype(np.int64)
         active = np.array([r.live for r in rows]) & (caps > 0)
         for r, c in zip(rows, caps):
             if r.live and c <= 0:
@@ -212,19 +243,16 @@ def rollout(model, processor, tasks: Sequence[RolloutTask], config: RolloutConfi
             ids = out.tokens[b]
             row.add(ids, True, out.logprobs[b])
             row.tokens_processed += len(ids)
+            row.cost += len(ids)
             text = tok.decode([t for t in ids if t not in stop_ids])
-            parsed = parse_tool_calls(text, num_images=len(row.context))
+            outcome = turn_outcome(text, len(row.context), max_images=config.max_images, strict=config.strict)
             row.turns.append(text)
-            row.parsed.append(parsed)
-            row.answer = parsed.answer
-            reason = _reason_after_turn(parsed, bool(out.stopped[b]), caps[b] < config.max_turn_tokens, turn,
-                                  row.max_turns)
-            if reason is None:
-                try:
-                    jobs[b] = row.context.plan(parsed.actions)
-                except ToolCallError as exc:
-                    reason = exc.reason
-            row.finish_reason = reason
+            row.outcomes.append(outcome)
+            row.answer = outcome.answer
+            row.finish_reason = _loop_reason(outcome, bool(out.stopped[b]), caps[b] < config.max_turn_tokens, turn,
+                                             row.max_turns)
+            if row.finish_reason is None:
+                jobs[b] = row.context.plan_outcome(outcome)
 
         # device: draw and encode the new images; then the feedback turns
         flat = [(b, job) for b, js in jobs.items() for job in js]
@@ -236,16 +264,19 @@ def rollout(model, processor, tasks: Sequence[RolloutTask], config: RolloutConfi
         cursor = 0
         for b, js in jobs.items():
             row = rows[b]
-            new = row.context.commit(js, drawn[cursor:cursor + len(js)])
-            row_feats = feats[cursor:cursor + len(js)]
+            row_drawn, row_feats = drawn[cursor:cursor + len(js)], feats[cursor:cursor + len(js)]
             cursor += len(js)
-            shapes = [row.context.images[k - 1].shape[:2] for k in new]
-            final = turn + 1 >= row.max_turns or len(row.context) >= config.max_images
-            text = _feedback_text(config.template, _image_infos(shapes, first_index=new[0]), final)
+            shapes = [im.shape[:2] for im in row_drawn]
+            # the next model turn is the last one: the turn budget, or the cap reached by these images
+            final = turn + 1 >= row.max_turns or len(row.context) + len(js) >= config.max_images
+            text = _feedback_text(config.template, _image_infos(shapes, first_index=len(row.context) + 1), final)
             ids = _tokens(processor, text, shapes)
-            if used[b] + len(out.tokens[b]) + len(ids) > config.max_response_tokens:
-                row.finish_reason = FinishReason.BUDGET
+            cost = _feedback_cost(processor, ids, shapes, config.image_tokens)
+            if row.cost + cost >= total:  # no room for the feedback (as the reference, >=): the images are
+                row.finish_reason = FinishReason.BUDGET   # not shown, so they do not join the trajectory
                 continue
+            new = row.context.commit(js, row_drawn)
+            row.cost += cost
             row.add(ids, False)
             row.grids += [vision.grid(*s) for s in shapes]
             row.images_encoded += len(new)  # encoded when drawn, in either mode
@@ -281,5 +312,6 @@ def _reprefill(model, parts, vision, rows):
 def _finish(row: _Row, prompt_len: int) -> Trajectory:
     return Trajectory.from_segments(
         row.segments, task=row.task, prompt_len=prompt_len, images=list(row.context.images),
-        image_grid_thw=np.array(row.grids, np.int32), turns=row.turns, parsed=row.parsed, answer=row.answer,
+        image_grid_thw=np.array(row.grids, np.int32), turns=row.turns,
+        parsed=[o.parsed for o in row.outcomes], outcomes=row.outcomes, answer=row.answer,
         finish_reason=row.finish_reason, tokens_processed=row.tokens_processed, images_encoded=row.images_encoded)

@@ -7,7 +7,7 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 
-from drawing_ops import ParsedTurn
+from drawing_ops import Dropped, ParsedTurn, TurnOutcome
 from drawing_ops.protocol import MAZE_DATA_TYPE, FinishReason, ProblemType
 
 
@@ -55,6 +55,20 @@ class Trajectory:
     finish_reason: FinishReason
     tokens_processed: int = 0  # tokens run through the model for this trajectory
     images_encoded: int = 0
+    outcomes: list[TurnOutcome] = dataclasses.field(default_factory=list)  # what each turn did
+
+    @property
+    def dropped(self) -> list[tuple[int, Dropped]]:
+        """(1-based turn, what and why) for every block or item a turn left out or kept undrawn."""
+        out = []
+        for turn, outcome in enumerate(self.outcomes, start=1):
+            out += [(turn, d) for d in outcome.dropped]
+            out += [(turn, Dropped(i.block, i.position, i.problem)) for i in outcome.undrawn]
+        return out
+
+    @property
+    def num_dropped(self) -> int:
+        return sum(o.num_dropped for o in self.outcomes)
 
     @property
     def response_len(self) -> int:

@@ -79,12 +79,18 @@ def test_demo_writes_trajectory(tmp_path):
 
 def test_infer_tiny_preset_prints_trajectory_and_writes_images(image_path, tmp_path, capsys):
     out = tmp_path / "infer"
+    template = tmp_path / "words.json"
+    template.write_text(json.dumps({"question": "Q >> {question}", "image_line": "{image} is number {index}"}))
     assert main(["infer", "--preset", "tiny", "--image", str(image_path), "--question", "Where is the cup?",
-                 "--max-turn-tokens", "16", "--out", str(out)]) == 0
+                 "--max-turn-tokens", "16", "--out", str(out), "--prompt-template", str(template)]) == 0
     printed = capsys.readouterr().out
     assert "--- prompt ---" in printed and "--- model ---" in printed and "finish:" in printed
-    assert "Where is the cup?" in printed and "<image: " in printed
+    assert "Q >> Where is the cup?" in printed and "<image: " in printed and "tokens> is number 1" in printed
     assert (out / "image_1.png").exists()
+    template.write_text(json.dumps({"question": "Q >> {quesiton}"}))
+    assert main(["infer", "--preset", "tiny", "--image", str(image_path), "--question", "q",
+                 "--prompt-template", str(template)]) == 2
+    assert "unknown field(s) {quesiton}" in capsys.readouterr().err
 
 
 def test_infer_bad_inputs(tmp_path, capsys):
@@ -103,16 +109,31 @@ def test_python_dash_m_vilasr_and_version():
     assert proc.stdout.strip() == f"vilasr {vilasr.__version__}"
 
 
-def test_infer_flags_take_their_defaults_from_the_configs(capsys):
-    from vilasr.cli import build_parser
-    from vilasr.rollout import RolloutConfig, SamplingConfig
+def test_infer_use_picks_a_preset_and_flags_override_it(capsys):
+    import dataclasses
 
-    args = build_parser().parse_args(["infer", "--preset", "tiny", "--image", "x.png", "--question", "q"])
-    for name in ("max_turns", "max_turns_maze", "max_images", "max_turn_tokens", "max_response_tokens"):
-        assert getattr(args, name) == getattr(RolloutConfig(), name)
-    for name in ("temperature", "top_p", "top_k", "greedy"):
-        assert getattr(args, name) == getattr(SamplingConfig(), name)
+    from vilasr.cli import build_parser
+    from vilasr.cli.infer import rollout_config_from_args
+    from vilasr.rollout import RolloutConfig
+    from vilasr.uses import ImageTokens
+
+    def config(*flags):
+        return rollout_config_from_args(build_parser().parse_args(
+            ["infer", "--preset", "tiny", "--image", "x.png", "--question", "q", *flags]))
+
+    assert config() == RolloutConfig.for_eval()
+    assert config("--use", "rl") == RolloutConfig.for_rl()
+    rl = RolloutConfig.for_rl()
+    assert config("--use", "rl", "--temperature", "0.5", "--max-response-tokens", "none", "--image-tokens", "real",
+                  "--max-pixels", "50176", "--strict") == dataclasses.replace(
+        rl, sampling=dataclasses.replace(rl.sampling, temperature=0.5), max_response_tokens=None,
+        image_tokens=ImageTokens.REAL, max_pixels=50176, strict=True)
+    with pytest.raises(SystemExit):
+        config("--use", "sft")
+    with pytest.raises(SystemExit):
+        config("--max-turns", "many")
     with pytest.raises(SystemExit):
         build_parser().parse_args(["infer", "--help"])
     shown = " ".join(capsys.readouterr().out.split())
-    assert f"--max-turns-maze MAX_TURNS_MAZE model turns per maze trajectory (default: {RolloutConfig().max_turns_maze})" in shown
+    assert "--max-turn-tokens MAX_TURN_TOKENS tokens per model turn (defaults: eval: 16384, rl: 1024)" in shown
+    assert "--temperature TEMPERATURE sampling temperature; 0 = greedy (defaults: eval: 0.75, rl: 1.0)" in shown

@@ -37,3 +37,20 @@ def test_synth_trajectory_equals_the_rollout_driven_by_its_turns():
     assert len(traj.images) == len(sample.all_images)
     for ours, theirs in zip(traj.images, sample.all_images):
         np.testing.assert_array_equal(ours, theirs)
+
+
+def test_a_rollouts_conversation_tokenizes_back_to_its_tokens():
+    """What stage 2 writes (the trajectory's sharegpt conversation and images) is what it sampled."""
+    processor = Processor.tiny()
+    sample = families.make_sample("static", seed=5, index=1, config=families.default_config("static", 224),
+                                  trajectory="cold")
+    model = Qwen25VL(Qwen25VLConfig.preset("tiny"), rngs=nnx.Rngs(0))
+    task = RolloutTask(images=sample.images, question=sample.question, options=sample.options,
+                       problem_type=sample.problem_type)
+    traj, = rollout(model, processor, [task], RolloutConfig(max_turn_tokens=512, sampling=SamplingConfig(greedy=True)),
+                    forced_turns=[sample.assistant_turns()])
+    assert [m["role"] for m in traj.messages][:3] == ["system", "user", "assistant"]
+    text = processor.apply_chat_template(traj.messages, add_generation_prompt=False)
+    ids = processor(text, images=traj.images)["input_ids"][0].tolist()
+    assert ids[:len(traj.token_ids)] == traj.token_ids.tolist()
+    assert traj.messages == sample.conversation

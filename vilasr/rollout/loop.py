@@ -26,7 +26,7 @@ from flax import nnx
 from tqdm import tqdm
 
 from drawing_ops import TurnOutcome, VisualContext, turn_outcome
-from drawing_ops.protocol import IMAGE_PLACEHOLDER, FinishReason, ImageInfo, PromptTemplate
+from drawing_ops.protocol import IMAGE_PLACEHOLDER, FinishReason, ImageInfo, PromptTemplate, Role
 from vilasr.errors import ConfigError
 from vilasr.model import prepare_inputs
 from vilasr.processing.image import resize_rgb, to_rgb_array
@@ -50,6 +50,7 @@ class _Row:
     max_turns: int
     segments: list[Segment] = dataclasses.field(default_factory=list)
     turns: list[str] = dataclasses.field(default_factory=list)
+    messages: list[dict] = dataclasses.field(default_factory=list)
     outcomes: list[TurnOutcome] = dataclasses.field(default_factory=list)
     finish_reason: FinishReason | None = None
     answer: str | None = None
@@ -92,16 +93,23 @@ def _image_infos(shapes, first_index: int = 1) -> list[ImageInfo]:
     return [ImageInfo(first_index + k, w, h) for k, (h, w) in enumerate(shapes)]
 
 
+def _prompt_messages(task: RolloutTask, shapes, template: PromptTemplate) -> list[dict]:
+    return template.prompt_messages(task.question, _image_infos(shapes), options=task.options,
+                                    problem_type=task.problem_type)
+
+
 def _prompt_text(processor, task: RolloutTask, shapes, template: PromptTemplate) -> str:
-    messages = template.prompt_messages(task.question, _image_infos(shapes), options=task.options,
-                                        problem_type=task.problem_type)
-    return processor.apply_chat_template(messages, add_generation_prompt=True)
+    return processor.apply_chat_template(_prompt_messages(task, shapes, template), add_generation_prompt=True)
 
 
 def _feedback_text(template: PromptTemplate, new_images: Sequence[ImageInfo], final: bool) -> str:
-    """The chat-template text of a feedback turn, from after the model's end-of-turn token to the
-    start of the next model turn."""
-    body = template.feedback_prompt(new_images, final=final).replace(IMAGE_PLACEHOLDER, VISION_SLOT)
+    return _user_turn_text(template.feedback_prompt(new_images, final=final))
+
+
+def _user_turn_text(body: str) -> str:
+    """The chat-template text of a feedback turn (sharegpt `body`), from after the model's
+    end-of-turn token to the start of the next model turn."""
+    body = body.replace(IMAGE_PLACEHOLDER, VISION_SLOT)
     return f"\n{IM_START}user\n{body}{IM_END}\n{IM_START}assistant\n"
 
 
@@ -200,7 +208,8 @@ def rollout(model, processor, tasks: Sequence[RolloutTask], config: RolloutConfi
     prompt_ids, prompt_feats, grids = [], [], []
     for row in rows:
         shapes = [im.shape[:2] for im in row.context.images]
-        ids = _tokens(processor, _prompt_text(processor, row.task, shapes, config.template), shapes)
+        row.messages = _prompt_messages(row.task, shapes, config.template)
+        ids = _tokens(processor, processor.apply_chat_template(row.messages, add_generation_prompt=True), shapes)
         row.add(ids, False)
         row.grids += [vision.grid(*s) for s in shapes]
         prompt_ids.append(ids)
@@ -247,6 +256,7 @@ def rollout(model, processor, tasks: Sequence[RolloutTask], config: RolloutConfi
             text = tok.decode([t for t in ids if t not in stop_ids])
             outcome = turn_outcome(text, len(row.context), max_images=config.max_images, strict=config.strict)
             row.turns.append(text)
+            row.messages.append({"role": str(Role.ASSISTANT), "content": text})
             row.outcomes.append(outcome)
             row.answer = outcome.answer
             row.finish_reason = _loop_reason(outcome, bool(out.stopped[b]), caps[b] < config.max_turn_tokens, turn,
@@ -269,13 +279,15 @@ def rollout(model, processor, tasks: Sequence[RolloutTask], config: RolloutConfi
             shapes = [im.shape[:2] for im in row_drawn]
             # the next model turn is the last one: the turn budget, or the cap reached by these images
             final = turn + 1 >= row.max_turns or len(row.context) + len(js) >= config.max_images
-            text = _feedback_text(config.template, _image_infos(shapes, first_index=len(row.context) + 1), final)
-            ids = _tokens(processor, text, shapes)
+            body = config.template.feedback_prompt(_image_infos(shapes, first_index=len(row.context) + 1),
+                                                   final=final)
+            ids = _tokens(processor, _user_turn_text(body), shapes)
             cost = _feedback_cost(processor, ids, shapes, config.image_tokens)
             if row.cost + cost >= total:  # no room for the feedback (as the reference, >=): the images are
                 row.finish_reason = FinishReason.BUDGET   # not shown, so they do not join the trajectory
                 continue
             new = row.context.commit(js, row_drawn)
+            row.messages.append({"role": str(Role.USER), "content": body})
             row.cost += cost
             row.add(ids, False)
             row.grids += [vision.grid(*s) for s in shapes]
@@ -312,6 +324,6 @@ def _reprefill(model, parts, vision, rows):
 def _finish(row: _Row, prompt_len: int) -> Trajectory:
     return Trajectory.from_segments(
         row.segments, task=row.task, prompt_len=prompt_len, images=list(row.context.images),
-        image_grid_thw=np.array(row.grids, np.int32), turns=row.turns,
+        image_grid_thw=np.array(row.grids, np.int32), turns=row.turns, messages=row.messages,
         parsed=[o.parsed for o in row.outcomes], outcomes=row.outcomes, answer=row.answer,
         finish_reason=row.finish_reason, tokens_processed=row.tokens_processed, images_encoded=row.images_encoded)

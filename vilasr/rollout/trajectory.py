@@ -56,6 +56,9 @@ class Trajectory:
     tokens_processed: int = 0  # tokens run through the model for this trajectory
     images_encoded: int = 0
     outcomes: list[TurnOutcome] = dataclasses.field(default_factory=list)  # what each turn did
+    # the conversation in sharegpt form (`<image>` per image, in the order of `images`): what a
+    # data set of trajectories stores, and what tokenizes back to `token_ids`
+    messages: list[dict] = dataclasses.field(default_factory=list)
 
     @property
     def dropped(self) -> list[tuple[int, Dropped]]:

@@ -213,13 +213,14 @@ class PromptTemplate:
 
     def question_prompt(self, question: str, images: Sequence[ImageInfo], *, options: Sequence[str] = (),
                         problem_type: str = ProblemType.MULTIPLE_CHOICE) -> str:
-        """The first user turn: every input image announced, the question, its options, how to answer."""
+        """The first user turn: every input image announced, the question, its options, how to answer
+        (the multiple-choice instruction only when there are options to choose from)."""
         lines = [self.announce(im) for im in images]
         lines += ["", fill(self.question, question=question.strip())]
         if options:
             lines += [self.options_header, *options]
         instruction = self.answer_instructions.get(str(problem_type), "")
-        if instruction:
+        if instruction and (options or str(problem_type) != ProblemType.MULTIPLE_CHOICE):  # no letters to pick from
             lines.append(instruction)
         if self.closing:
             lines.append(self.closing)

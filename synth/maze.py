@@ -59,6 +59,7 @@ class MazeConfig:
             raise ValueError(f"grid sizes must satisfy 2 <= min_n <= max_n <= 16, got {self.min_n}..{self.max_n}")
         if self.size < 8 * self.max_n:
             raise ValueError(f"size {self.size} is too small for {self.max_n}x{self.max_n} grids; use >= {8 * self.max_n}")
+        raster.check_side("a maze image", self.size, self.size)
         if not 0.0 <= self.loop_fraction <= 1.0:
             raise ValueError(f"loop_fraction must be in [0, 1], got {self.loop_fraction}")
         bad = set(self.question_kinds) - set(QUESTION_KINDS)

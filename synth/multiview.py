@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from drawing_ops import Box, Line
-from synth import render3d, templates
+from synth import raster, render3d, templates
 from synth.records import Sample, lettered, option_letter
 from synth.render3d import Camera, Mesh
 from synth.rng import sample_id, sample_rng
@@ -50,6 +50,7 @@ class MultiviewConfig:
     def __post_init__(self):
         if self.width < 96 or self.height < 72:
             raise ValueError(f"multi-view images need at least 96x72 px, got {self.width}x{self.height}")
+        raster.check_side("a multi-view image", self.width, self.height)
         if not 3 <= self.min_objects <= self.max_objects <= 6:
             raise ValueError("object counts must satisfy 3 <= min_objects <= max_objects <= 6")
         if not 2 <= self.max_views <= 4:

@@ -11,7 +11,7 @@ Heavy modules (JAX, the model) load on first use, so `import vilasr` stays cheap
 
 from importlib import import_module
 
-from vilasr.errors import CheckpointError, ConfigError, VilasrError
+from vilasr.errors import CheckpointError, ConfigError, InputError, VilasrError
 
 _LAZY = {
     "Qwen25VL": "vilasr.model",
@@ -19,7 +19,7 @@ _LAZY = {
     "Processor": "vilasr.processing",
 }
 
-__all__ = ["CheckpointError", "ConfigError", "VilasrError", "__version__", *_LAZY]
+__all__ = ["CheckpointError", "ConfigError", "InputError", "VilasrError", "__version__", *_LAZY]
 
 
 def __getattr__(name):

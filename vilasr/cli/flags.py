@@ -30,6 +30,17 @@ def add_config_flags(parser: argparse.ArgumentParser, config_class, names: Itera
             parser.add_argument(flag, type=type(default), default=default, help=help_text)
 
 
+def non_negative_int(text: str) -> int:
+    """argparse type: a whole number >= 0 (seeds, counts)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
 def config_from_args(config_class, args: argparse.Namespace, names: Iterable[str], **more):
     """`config_class(**{name: args.name for name in names}, **more)`."""
     return config_class(**{name: getattr(args, name) for name in names}, **more)

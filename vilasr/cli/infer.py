@@ -1,20 +1,18 @@
 """`vilasr infer`: one multi-turn drawing rollout on your images, printed turn by turn, with every
 image of the trajectory written as a PNG. Rollout and sampling flags come from `RolloutConfig` and
-`SamplingConfig` (vilasr/cli/flags.py), with their defaults."""
+`SamplingConfig` (vilasr/cli/flags.py), with their defaults. Inputs and the output folder are
+checked before the model loads; errors go through vilasr/cli/main.py's one error path."""
 
 from __future__ import annotations
 
 import argparse
 import re
-import sys
 from pathlib import Path
 
-import numpy as np
-
 from drawing_ops.protocol import ProblemType
-from vilasr.cli.flags import add_config_flags, config_from_args
+from vilasr.cli.flags import add_config_flags, config_from_args, non_negative_int
 
-EXIT_BAD_INPUT = 2
+OUT_FILES = ("image_*.png",)
 ROLLOUT_FLAGS = ("max_turns", "max_turns_maze", "max_images", "max_turn_tokens", "max_response_tokens")
 SAMPLING_FLAGS = ("temperature", "top_p", "top_k", "greedy")
 
@@ -27,16 +25,22 @@ def add_parser(sub) -> None:
     source = infer.add_mutually_exclusive_group(required=True)
     source.add_argument("--model", type=Path, help="a local Hugging Face Qwen2.5-VL folder")
     source.add_argument("--preset", choices=["tiny"], help="a randomly initialised built-in model")
-    infer.add_argument("--image", type=Path, action="append", required=True, help="input image (repeat for more)")
-    infer.add_argument("--question", required=True, help="the question, options included")
+    infer.add_argument("--image", type=Path, action="append", required=True,
+                       help="input image, e.g. examples/room.png (repeat for more)")
+    infer.add_argument("--question", required=True, help="the question")
+    infer.add_argument("--option", action="append", default=[], metavar="TEXT",
+                       help="an answer option, e.g. 'A. left' (repeat for more); multiple-choice questions then "
+                            "ask for the option's letter")
     infer.add_argument("--problem-type", default=str(RolloutTask.problem_type), choices=[str(p) for p in ProblemType],
                        help="how the answer is asked for")
     infer.add_argument("--data-type", default=RolloutTask.data_type,
                        help="kind of input; 'maze' allows --max-turns-maze turns instead of --max-turns")
     add_config_flags(infer, RolloutConfig, ROLLOUT_FLAGS)
     add_config_flags(infer, SamplingConfig, SAMPLING_FLAGS)
-    infer.add_argument("--seed", type=int, default=0, help="sampling seed (and the tiny preset's weights)")
-    infer.add_argument("--out", type=Path, default=Path("out/infer"), help="folder for the trajectory's images")
+    infer.add_argument("--seed", type=non_negative_int, default=0, help="sampling seed (and the tiny preset's weights)")
+    infer.add_argument("--out", type=Path, default=Path("out/infer"),
+                       help="folder for the trajectory's images: new, empty, or one an earlier infer wrote (its "
+                            "old images are cleared)")
     infer.set_defaults(func=run)
 
 
@@ -78,32 +82,21 @@ def _collapse_image_pads(text: str) -> str:
 
 
 def run(args) -> int:
-    from PIL import UnidentifiedImageError
-
-    from vilasr.errors import VilasrError
-
-    try:
-        return _run(args)
-    except (OSError, UnidentifiedImageError, VilasrError) as exc:
-        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-
-
-def _run(args) -> int:
-    from PIL import Image
-
+    from vilasr.cli.inputs import read_image
+    from vilasr.cli.outputs import prepare_run_folder, write_png
     from vilasr.rollout import RolloutConfig, RolloutTask, SamplingConfig, rollout
 
-    images = [np.asarray(Image.open(p).convert("RGB")) for p in args.image]
+    images = [read_image(p) for p in args.image]
     sampling = config_from_args(SamplingConfig, args, SAMPLING_FLAGS)
     config = config_from_args(RolloutConfig, args, ROLLOUT_FLAGS, sampling=sampling)
+    task = RolloutTask(images=images, question=args.question, options=tuple(args.option),
+                       problem_type=args.problem_type, data_type=args.data_type)
+    out = prepare_run_folder(args.out, "infer", OUT_FILES)  # before the model loads: fail early
     model, processor = load_model_and_processor(args.model, args.preset, args.seed)
-    task = RolloutTask(images=images, question=args.question, problem_type=args.problem_type, data_type=args.data_type)
     traj, = rollout(model, processor, [task], config, seed=args.seed, progress=True)
     print(format_trajectory(traj, processor.tokenizer))
-    args.out.mkdir(parents=True, exist_ok=True)
     for k, image in enumerate(traj.images, start=1):
-        path = args.out / f"image_{k}.png"
-        Image.fromarray(image).save(path)
+        path = out / f"image_{k}.png"
+        write_png(image, path)
         print(f"image {k}: {path}")
     return 0

@@ -70,9 +70,9 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=_count, default=0, help="seed (>= 0); sample i of a seed is always the same "
                    "(default: 0)")
     p.add_argument("--format", choices=FORMATS, default=None,
-                   help=f"sharegpt: LLaMA-Factory JSON + PNGs (default); benchmark: ViLaSR-eval JSON (questions "
-                        f"and input images only); tfds: ArrayRecord via TFDS (writing needs the `data` extra, "
-                        f"i.e. tensorflow-cpu)")
+                   help="sharegpt: LLaMA-Factory JSON + PNGs (default); benchmark: ViLaSR-eval JSON (questions "
+                        "and input images only); tfds: ArrayRecord via TFDS (writing needs the `data` extra, "
+                        "i.e. tensorflow-cpu)")
     p.add_argument("--trajectories", choices=TRAJECTORY_KINDS, default=None,
                    help="drawing trajectories to write (default: cold; benchmark files hold none)")
     p.add_argument("--size", type=int, default=None,

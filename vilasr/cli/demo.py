@@ -7,7 +7,6 @@ the first box for "lamp" is wrong, the next turn redraws the same label in the r
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import numpy as np
 from drawing_ops import Box, Line, VisualContext, parse_tool_calls
 from drawing_ops.protocol import Role, format_answer_turn, format_tool_turn
 from drawing_ops.render import BACKENDS
+from vilasr.cli.flags import HelpFormatter
 from synth.raster import contact_sheet
 
 # name -> (x1, y1, x2, y2, rgb) of the objects in the built-in scene
@@ -65,7 +65,7 @@ def add_parser(sub) -> None:
     demo = sub.add_parser("demo", help="draw a scripted multi-turn trajectory on a built-in scene",
                           description="Draw a scripted multi-turn trajectory (with a reflective correction) on "
                                       "a built-in scene and write every image as PNG.",
-                          formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                          formatter_class=HelpFormatter)
     demo.add_argument("--out", type=Path, default=Path("out/demo"),
                       help="output folder: new, empty, or one an earlier demo wrote")
     demo.add_argument("--backend", choices=BACKENDS, default="numpy", help="drawing backend")

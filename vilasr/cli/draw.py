@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 from drawing_ops.render import BACKENDS
+from vilasr.cli.flags import HelpFormatter
 
 
 def add_parser(sub) -> None:
@@ -13,7 +13,7 @@ def add_parser(sub) -> None:
                           description="Apply the tool calls of one model turn (a file holding the turn's text, "
                                       "with a ```json block of boxes and/or lines) to an image and write the "
                                       "drawn image(s) as PNG.",
-                          formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                          formatter_class=HelpFormatter)
     draw.add_argument("image", type=Path, help="the input image (image 1), e.g. examples/room.png")
     draw.add_argument("--calls", required=True, metavar="FILE",
                       help="file holding the model's turn, e.g. examples/turn.txt; '-' reads standard input")

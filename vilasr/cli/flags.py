@@ -8,6 +8,17 @@ import dataclasses
 from collections.abc import Iterable
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows "(default: X)" after a flag's help, except where there is nothing to show (a required
+    flag, an on/off switch that is off, an empty list)."""
+
+    def _get_help_string(self, action):
+        default = action.default
+        if action.required or default is None or default is False or default == [] or default == argparse.SUPPRESS:
+            return action.help
+        return super()._get_help_string(action)
+
+
 def _default(field: dataclasses.Field):
     if field.default is not dataclasses.MISSING:
         return field.default

@@ -5,12 +5,11 @@ checked before the model loads; errors go through vilasr/cli/main.py's one error
 
 from __future__ import annotations
 
-import argparse
 import re
 from pathlib import Path
 
 from drawing_ops.protocol import ProblemType
-from vilasr.cli.flags import add_config_flags, config_from_args, non_negative_int
+from vilasr.cli.flags import HelpFormatter, add_config_flags, config_from_args, non_negative_int
 
 OUT_FILES = ("image_*.png",)
 ROLLOUT_FLAGS = ("max_turns", "max_turns_maze", "max_images", "max_turn_tokens", "max_response_tokens")
@@ -21,7 +20,7 @@ def add_parser(sub) -> None:
     from vilasr.rollout import RolloutConfig, RolloutTask, SamplingConfig
 
     infer = sub.add_parser("infer", help="run a multi-turn drawing rollout on images and print it",
-                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                           formatter_class=HelpFormatter)
     source = infer.add_mutually_exclusive_group(required=True)
     source.add_argument("--model", type=Path, help="a local Hugging Face Qwen2.5-VL folder")
     source.add_argument("--preset", choices=["tiny"], help="a randomly initialised built-in model")

@@ -40,10 +40,10 @@ def ensure_writable_folder(folder: Path, flag: str = "--out") -> None:
 def check_png_target(path: Path, *, overwrite: bool, inputs=(), flag: str = "--out") -> Path:
     """`path` if a PNG may be written there; InputError saying why not otherwise."""
     path = Path(path)
-    if path.suffix.lower() != ".png":
-        raise InputError(f"{flag} {path}: the drawing is written as PNG; give a file name ending in .png")
     if path.is_dir():
         raise InputError(f"{flag} {path} is a folder; give a file name ending in .png")
+    if path.suffix.lower() != ".png":
+        raise InputError(f"{flag} {path}: the drawing is written as PNG; give a file name ending in .png")
     if any(path.resolve() == Path(p).resolve() for p in inputs):
         raise InputError(f"{flag} {path} is an input image; write the drawing to a new file")
     if path.exists() and not overwrite:

@@ -1,5 +1,5 @@
 """Maze tasks: perfect mazes (optionally with loops) on n x n grids, rendered with the reference's
-geometry (SPEC §6), multiple-choice questions answered by BFS, and drawing trajectories that box
+geometry (docs/method.md §6), multiple-choice questions answered by BFS, and drawing trajectories that box
 the start and goal and trace the route cell centre to cell centre.
 
 Geometry. The reference's maze images are 616 x 616 matplotlib figures with the default subplot

@@ -3,7 +3,7 @@ camera from 2-4 poses (software renderer in `synth.render3d`), with questions
 
   motion         - how the camera moved between image 1 and image 2 (multiple choice);
   vci            - the same as view-change inference, answered as "move_right:0.6,rotate_left:20"
-                   (SPEC §4 "vci": metres and degrees, net values per axis pair);
+                   (docs/method.md §4 "vci": metres and degrees, net values per axis pair);
   correspondence - which box in image 2 holds the object boxed in image 1 (look-alike objects);
   direction      - from the viewpoint of image k, is X left of / right of / in front of / behind Y;
   distance       - how far apart two objects stand on the floor, in metres (scored by MRA).

@@ -82,7 +82,7 @@ def _collapse_image_pads(text: str) -> str:
 
 def run(args) -> int:
     from vilasr.cli.inputs import read_image
-    from vilasr.cli.outputs import prepare_run_folder, write_png
+    from vilasr.cli.outputs import check_run_folder, prepare_run_folder, write_png
     from vilasr.rollout import RolloutConfig, RolloutTask, SamplingConfig, rollout
 
     images = [read_image(p) for p in args.image]
@@ -90,10 +90,11 @@ def run(args) -> int:
     config = config_from_args(RolloutConfig, args, ROLLOUT_FLAGS, sampling=sampling)
     task = RolloutTask(images=images, question=args.question, options=tuple(args.option),
                        problem_type=args.problem_type, data_type=args.data_type)
-    out = prepare_run_folder(args.out, "infer", OUT_FILES)  # before the model loads: fail early
+    check_run_folder(args.out)  # before the model loads: fail early
     model, processor = load_model_and_processor(args.model, args.preset, args.seed)
     traj, = rollout(model, processor, [task], config, seed=args.seed, progress=True)
     print(format_trajectory(traj, processor.tokenizer))
+    out = prepare_run_folder(args.out, "infer", OUT_FILES)  # an earlier run's images go now
     for k, image in enumerate(traj.images, start=1):
         path = out / f"image_{k}.png"
         write_png(image, path)

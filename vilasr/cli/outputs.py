@@ -22,18 +22,21 @@ from vilasr.errors import InputError
 MARKER = "VILASR_OUTPUT.json"
 
 
-def ensure_writable_folder(folder: Path, flag: str = "--out") -> None:
-    """Create `folder` (and parents) if needed and prove a file can be written in it."""
+def check_writable(folder: Path, flag: str = "--out") -> None:
+    """Prove a file can be written in `folder`, or in the nearest folder that exists on its way
+    (where it would be created); leaves nothing behind."""
+    probe_in = Path(os.path.abspath(folder))
+    while not probe_in.exists() and probe_in != probe_in.parent:
+        probe_in = probe_in.parent
+    if not probe_in.is_dir():
+        raise InputError(f"{flag}: {probe_in} is in the way (a file where a folder is needed); choose another "
+                         "path")
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".vilasr-probe-", dir=folder)
+        fd, probe = tempfile.mkstemp(prefix=".vilasr-probe-", dir=probe_in)
         os.close(fd)
         os.unlink(probe)
-    except FileExistsError:
-        raise InputError(f"{flag}: {folder} is in the way (a file where a folder is needed); choose another "
-                         "path") from None
     except OSError as e:
-        raise InputError(f"{flag}: cannot write in {folder} ({e.strerror}); choose a folder you can write "
+        raise InputError(f"{flag}: cannot write in {probe_in} ({e.strerror}); choose a folder you can write "
                          "to") from None
 
 
@@ -48,7 +51,7 @@ def check_png_target(path: Path, *, overwrite: bool, inputs=(), flag: str = "--o
         raise InputError(f"{flag} {path} is an input image; write the drawing to a new file")
     if path.exists() and not overwrite:
         raise InputError(f"{flag} {path} exists; pass --overwrite to replace it, or choose another name")
-    ensure_writable_folder(path.parent if str(path.parent) else Path("."), flag)
+    check_writable(path.parent, flag)
     return path
 
 
@@ -58,6 +61,7 @@ def write_png(image: np.ndarray, path: Path) -> None:
     from PIL import Image
 
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
@@ -75,23 +79,33 @@ def _umask() -> int:
     return mask
 
 
-def prepare_run_folder(folder: Path, command: str, patterns: tuple[str, ...], flag: str = "--out") -> Path:
-    """Make `folder` ready for `command`'s files (named by glob `patterns`): create it, or clear an
-    earlier vilasr run's matching files from it. Refuses a file, and a folder with other content."""
+def check_run_folder(folder: Path, flag: str = "--out") -> Path:
+    """`folder` if a command may fill it (new, empty, or one a vilasr command filled); InputError
+    otherwise. Changes nothing."""
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise InputError(f"{flag} {folder} is a file; give a folder (it is created if missing)")
     if folder.is_dir():
         entries = [p.name for p in folder.iterdir()]
-        if MARKER in entries:
-            old = _read_marker(folder)
-            for pattern in (*old, ".*.tmp"):  # .tmp: a PNG whose writer was killed
-                for p in folder.glob(pattern):
-                    if p.is_file():
-                        p.unlink()
-        elif entries:
+        if entries and MARKER not in entries:
             raise InputError(f"{flag} {folder} holds files vilasr did not write; choose a new or empty folder")
-    ensure_writable_folder(folder, flag)
+        if MARKER in entries:
+            _read_marker(folder)
+    check_writable(folder, flag)
+    return folder
+
+
+def prepare_run_folder(folder: Path, command: str, patterns: tuple[str, ...], flag: str = "--out") -> Path:
+    """`check_run_folder`, then create `folder`, or clear the files an earlier vilasr run wrote in it
+    (only names matching its marker's patterns), and mark it as `command`'s (files named by glob
+    `patterns`)."""
+    folder = check_run_folder(folder, flag)
+    folder.mkdir(parents=True, exist_ok=True)
+    if (folder / MARKER).exists():
+        for pattern in (*_read_marker(folder), ".*.tmp"):  # .tmp: a PNG whose writer was killed
+            for p in folder.glob(pattern):
+                if p.is_file():
+                    p.unlink()
     (folder / MARKER).write_text(json.dumps({"command": command, "writes": list(patterns)}, indent=1) + "\n",
                                  encoding="utf-8")
     return folder

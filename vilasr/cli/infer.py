@@ -59,6 +59,17 @@ def load_model_and_processor(model_dir: Path | None, preset: str | None, seed: i
     return Qwen25VL(Qwen25VLConfig.preset("tiny"), rngs=nnx.Rngs(seed)), Processor.tiny()
 
 
+def check_budgets(config, max_positions: int) -> None:
+    """ConfigError if a token budget exceeds what the model can attend to (the cache is sized by it)."""
+    from vilasr.errors import ConfigError
+
+    for flag, value in (("--max-turn-tokens", config.max_turn_tokens),
+                        ("--max-response-tokens", config.max_response_tokens)):
+        if value > max_positions:
+            raise ConfigError(f"{flag} {value} is more than the {max_positions} positions the model handles; "
+                              f"use at most {max_positions}")
+
+
 def format_trajectory(traj, tokenizer) -> str:
     """The conversation as text: prompt, then alternating model turns and tool feedback."""
     pieces, start = [], 0
@@ -92,6 +103,7 @@ def run(args) -> int:
                        problem_type=args.problem_type, data_type=args.data_type)
     check_run_folder(args.out)  # before the model loads: fail early
     model, processor = load_model_and_processor(args.model, args.preset, args.seed)
+    check_budgets(config, model.config.text.max_position_embeddings)
     traj, = rollout(model, processor, [task], config, seed=args.seed, progress=True)
     print(format_trajectory(traj, processor.tokenizer))
     out = prepare_run_folder(args.out, "infer", OUT_FILES)  # an earlier run's images go now

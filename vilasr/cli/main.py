@@ -15,7 +15,6 @@ import os
 import sys
 import traceback
 
-from vilasr.cli import demo, draw, infer
 from vilasr.cli.interrupts import Stopped, signal_name, signals_stop
 
 EXIT_BAD_INPUT = 2
@@ -29,7 +28,9 @@ class Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    # Sub-commands import NumPy and more: loaded here, inside main's error path (Ctrl-C included).
     from synth.cli import add_synth_command
+    from vilasr.cli import demo, draw, infer
 
     parser = Parser(prog="vilasr", description="ViLaSR: spatial reasoning by drawing, in JAX.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
@@ -61,12 +62,17 @@ _OS_HINTS = {errno.EACCES: "choose a path you can write to", errno.EPERM: "choos
              errno.ENOTDIR: "check the path"}
 
 
+def _device_out_of_memory(exc: BaseException) -> bool:
+    """XLA's allocation failure (jax.errors.JaxRuntimeError), told by name: main does not import JAX."""
+    return type(exc).__name__ in ("JaxRuntimeError", "XlaRuntimeError") and "RESOURCE_EXHAUSTED" in str(exc)
+
+
 def describe(exc: BaseException) -> str:
     """One line: what is wrong and what to do."""
     from drawing_ops import ToolCallError
 
-    if isinstance(exc, MemoryError):
-        text = "out of memory; use smaller sizes or counts"
+    if isinstance(exc, MemoryError) or _device_out_of_memory(exc):
+        text = "out of memory; use smaller sizes, counts or token budgets"
     elif isinstance(exc, ToolCallError):
         text = f"{type(exc).__name__}: {exc}"
     elif isinstance(exc, OSError) and exc.strerror and type(exc).__module__ == "builtins":
@@ -93,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout = open(os.devnull, "w")
         return 128 + 13
     except Exception as exc:
-        if isinstance(exc, _expected_errors()):
+        if isinstance(exc, _expected_errors()) or _device_out_of_memory(exc):
             print(f"error: {describe(exc)}", file=sys.stderr)
             return EXIT_BAD_INPUT
         traceback.print_exc()

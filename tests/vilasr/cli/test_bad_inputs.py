@@ -129,6 +129,7 @@ BAD_INPUTS = [
     ("infer-seed-negative", [*INFER, "--image", "in.png", "--seed", "-1"], ">= 0"),
     ("infer-out-a-file", [*INFER, "--image", "in.png", "--out", "a_file"], "is a file"),
     ("infer-temperature-negative", [*INFER, "--image", "in.png", "--temperature", "-1"], "temperature"),
+    ("infer-budget-too-large", [*INFER, "--image", "in.png", "--max-turn-tokens", "1000000000"], "positions"),
     ("infer-model-missing", ["infer", "--model", "nope", "--image", "in.png", "--question", "q"], "not a directory"),
     ("infer-safetensors-garbage", ["infer", "--model", "ckpt_garbage", "--image", "in.png", "--question", "q",
                                    "--out", "o1"], "not a readable safetensors"),

@@ -126,3 +126,24 @@ def test_infer_flags_take_their_defaults_from_the_configs(capsys):
         build_parser().parse_args(["infer", "--help"])
     shown = " ".join(capsys.readouterr().out.split())
     assert f"--max-turns-maze MAX_TURNS_MAZE model turns per maze trajectory (default: {RolloutConfig().max_turns_maze})" in shown
+
+
+def test_every_flag_has_help_and_shows_its_default():
+    import argparse
+
+    from vilasr.cli import build_parser
+
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    assert set(commands) >= {"draw", "demo", "infer", "synth"}
+    for name, sub in commands.items():
+        formatter = sub._get_formatter()
+        for action in sub._actions:
+            if isinstance(action, argparse._HelpAction):
+                continue
+            assert action.help, (name, action.dest)
+            default = action.default
+            if action.option_strings and not action.required and default not in (None, [], argparse.SUPPRESS) \
+                    and default is not False:
+                shown = " ".join(formatter._format_action(action).split())
+                assert "default" in shown, (name, shown)

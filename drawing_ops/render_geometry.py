@@ -122,6 +122,7 @@ def clip_primitives(boxes: Sequence[Box], lines: Sequence[Line], height: int,
     return [clip_box(box, height, width) for box in boxes], [line for line in clipped if line is not None]
 
 
+@functools.lru_cache(maxsize=4096)
 def _label_margins(label: str) -> tuple[int, int]:
     """(x, y) distance past which a box corner's outline and label cannot reach into the image."""
     atlas = load_atlas()
@@ -146,8 +147,10 @@ def _clamp_far(v: float, size: int, margin: int):
 
 def clip_box(box: Box, height: int, width: int) -> Box:
     """``box`` with each coordinate beyond reach of the image replaced by a near stand-in."""
-    mx, my = _label_margins(box.label)
     b = box.bbox_2d
+    if all(-BOX_CLAMP <= v <= size - 1 + BOX_CLAMP for v, size in zip(b, (width, height, width, height))):
+        return box  # the common case: nothing to clip (margins are never below BOX_CLAMP)
+    mx, my = _label_margins(box.label)
     new = (_clamp_far(b[0], width, mx), _clamp_far(b[1], height, my),
            _clamp_far(b[2], width, mx), _clamp_far(b[3], height, my))
     return box if new == b else Box(box.index, new, box.label)
@@ -229,6 +232,9 @@ def _line_stand_in(q: int, size: int) -> int:
 def clip_line(line: Line, height: int, width: int) -> Line | None:
     """``line`` with ends farther than LINE_FAR outside the image cut back (``clip_segment``), or
     None if nothing of it can show. Ends that are not cut keep their values (their dots)."""
+    if all(-LINE_FAR <= v <= size - 1 + LINE_FAR for v, size in
+           zip(line.start_point_2d + line.end_point_2d, (width, height, width, height))):
+        return line  # the common case (the reference's truncation only moves a value toward zero)
     ends = (ref_line_end(line.start_point_2d[0], width), ref_line_end(line.start_point_2d[1], height),
             ref_line_end(line.end_point_2d[0], width), ref_line_end(line.end_point_2d[1], height))
     cut = clip_segment(ends[:2], ends[2:], LINE_FAR, height, width)

@@ -46,6 +46,13 @@ def _bare_json(text: str) -> bool:
     return text.lstrip().startswith(("[", "{"))
 
 
+def _only_empty_blocks(text: str) -> bool:
+    from drawing_ops.parser import extract_blocks
+
+    blocks = extract_blocks(text)
+    return bool(blocks) and all(b.strip() in ("[]", "()") for b in blocks)
+
+
 def run(args) -> int:
     import sys
 
@@ -64,6 +71,8 @@ def run(args) -> int:
     if turn.errors and not turn.actions and _bare_json(text):
         raise InputError(f"{source} holds bare JSON, not a model turn: put the list in a ```json fenced block "
                          "after the turn's <think>...</think> Action: line, as in examples/turn.txt")
+    if not turn.actions and _only_empty_blocks(text):
+        raise InputError(f"the ```json block in {source} is an empty list; there is nothing to draw")
     if turn.errors and not (args.keep_going and turn.actions):
         if len(turn.errors) == 1:
             raise turn.errors[0]  # printed by main as one line

@@ -40,6 +40,7 @@ def files(tmp_path):
     (d / "latin1.txt").write_bytes("<think>caf\xe9</think>".encode("latin-1"))
     (d / "empty.txt").write_text("  \n")
     (d / "bare.txt").write_text("[]")
+    (d / "empty_block.txt").write_text(TURN.split("[", 1)[0] + "[]\n```\n")
     (d / "answer.txt").write_text("<think>done</think> Action: Answer\n<answer>B</answer>")
     (d / "schema.txt").write_text(TURN.replace("[5, 5, 40, 30]", "[5, 5, 40]"))
     (d / "index.txt").write_text(TURN.replace('"index": 1', '"index": 2'))
@@ -91,6 +92,7 @@ BAD_INPUTS = [
     ("draw-calls-folder", ["draw", "in.png", "--calls", "a_folder", "--out", "o.png"], "is a folder"),
     ("draw-calls-empty", ["draw", "in.png", "--calls", "empty.txt", "--out", "o.png"], "is empty"),
     ("draw-calls-bare-json", ["draw", "in.png", "--calls", "bare.txt", "--out", "o.png"], "bare JSON"),
+    ("draw-calls-empty-block", ["draw", "in.png", "--calls", "empty_block.txt", "--out", "o.png"], "empty list"),
     ("draw-calls-an-answer", ["draw", "in.png", "--calls", "answer.txt", "--out", "o.png"], "nothing to draw"),
     ("draw-calls-bad-schema", ["draw", "in.png", "--calls", "schema.txt", "--out", "o.png"], "ToolSchemaError"),
     ("draw-calls-bad-index", ["draw", "in.png", "--calls", "index.txt", "--out", "o.png"], "ToolIndexError"),

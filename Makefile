@@ -1,21 +1,30 @@
 # `make demo` and `make test` are the whole set-up: each creates .venv on first use.
+# demo installs the runtime dependencies only; test adds the test extras (pytest, hypothesis, and the
+# reference stacks the parity tests compare against: torch CPU, transformers, tensorflow-cpu).
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed
+RUNTIME := $(VENV)/.installed-runtime
+TESTING := $(VENV)/.installed-test
 
 .PHONY: demo test bench
 
-$(STAMP): pyproject.toml
-	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
-	touch $(STAMP)
+$(RUNTIME): pyproject.toml
+	@test -x $(PY) || python3 -m venv $(VENV)
+	@echo "make: installing vilasr and its runtime dependencies (jax, flax, optax, grain, ...) into $(VENV)"
+	@$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e .
+	@touch $@
 
-demo: $(STAMP)
+$(TESTING): $(RUNTIME)
+	@echo "make: installing the test extras (pytest, hypothesis, torch CPU, transformers, tensorflow-cpu) into $(VENV)"
+	$(PY) -m pip install -q -e '.[test]'
+	@touch $@
+
+demo: $(RUNTIME)
 	$(VENV)/bin/vilasr demo --out out/demo
 
-test: $(STAMP)
+test: $(TESTING)
 	$(PY) -m pytest tests
 
-bench: $(STAMP)
+bench: $(RUNTIME)
 	$(PY) benchmarks/drawing.py

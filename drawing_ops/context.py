@@ -1,4 +1,4 @@
-"""The visual context of one trajectory: its images and each image's box and line sets (SPEC §2).
+"""The visual context of one trajectory: its images and each image's box and line sets (docs/method.md §2).
 
 A turn's actions are grouped by source image. Each source yields one new image, appended with the
 next 1-based index: its annotation sets start from the source's, an incoming item whose label is

@@ -328,14 +328,21 @@ class PromptTemplate:
         alone = len(images) == 1
         return self.image_separator.join(self.announce(im, alone=alone) for im in images)
 
+    def answer_instruction(self, problem_type: str, has_options: bool) -> str:
+        """How to answer; none for a multiple-choice question without options (no letters to pick)."""
+        if str(problem_type) == ProblemType.MULTIPLE_CHOICE and not has_options:
+            return ""
+        return self.answer_instructions.get(str(problem_type), "")
+
     def question_prompt(self, question: str, images: Sequence[ImageInfo], *, options: Sequence[str] = (),
                         problem_type: str = ProblemType.MULTIPLE_CHOICE) -> str:
-        """The first user turn: every input image announced, the question, its options, how to answer."""
+        """The first user turn: every input image announced, the question, its options, how to answer
+        (the multiple-choice instruction only when there are options to choose from)."""
         header = [self.options_header] if self.options_header else []
         options_text = "\n".join([*header, *options]) if options else ""
         return fill_lines(self.question_turn, images=self.images_text(images),
                           question=fill(self.question, question=question.strip()), options=options_text,
-                          answer_instruction=self.answer_instructions.get(str(problem_type), ""),
+                          answer_instruction=self.answer_instruction(problem_type, bool(options)),
                           answer_type=str(problem_type), closing=self.closing, num_images=len(images))
 
     def prompt_messages(self, question: str, images: Sequence[ImageInfo], *, options: Sequence[str] = (),

@@ -9,6 +9,9 @@ the way the ViLaSR reference does -- boxes then lines, box colours by list posit
 * ``"jax"``: the same bytes as ``"numpy"``, via the batched device renderer
   (``render_jax.render_batch``; use that directly for batches).
 * ``"pil"``: the reference procedure itself with Pillow (the oracle).
+
+Whatever the backend, the primitives are first cut to bounded stand-ins that paint the same
+pixels (``render_geometry.clip_primitives``): any coordinate draws in time bounded by the image.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from typing import Sequence
 import numpy as np
 
 from drawing_ops.actions import Box, Line
-from drawing_ops.render_geometry import require_rgb
+from drawing_ops.render_geometry import clip_primitives, require_rgb
 
 BACKENDS = ("numpy", "jax", "pil")
 
@@ -43,6 +46,7 @@ def render(image, boxes: Sequence[Box], lines: Sequence[Line], *, backend: str =
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     arr = _as_array(image)
+    boxes, lines = clip_primitives(boxes, lines, arr.shape[0], arr.shape[1])
     if backend == "numpy":
         from drawing_ops.render_numpy import render_numpy
 

@@ -4,19 +4,34 @@ integer descriptions of what to paint, following the reference's arithmetic exac
 Everything here is float64/Python-int work done once per primitive; the pixel loops live in
 ``render_numpy`` / ``render_jax`` and use only the integer rules documented here.
 
+Clipping (``clip_box``, ``clip_line``; ``render`` applies them before any backend, and the
+geometry below applies them again for direct callers of a backend)
+    Every primitive is first cut to a bounded stand-in that paints the same pixels, so each
+    backend -- Pillow included, whose rectangle loops over every row of a box -- draws any input
+    in time bounded by the image, and no coordinate reaches a C ``int`` cast past 2**31.
+    * A box coordinate whose truncated value lies more than m px outside the image is replaced
+      by one m + 1 px outside, where m covers the 4-px outline and the label's reach from the
+      corner (so a moved label anchor stays off the image as well). A box side beyond m is
+      invisible either way, so the result is byte for byte Pillow's wherever Pillow's own C
+      arithmetic is defined (|v| < 2**31); past that it is Pillow's with a saturating cast.
+    * A line is cut, as a segment, to the image grown by LINE_FAR = 2**24 px (nothing changes
+      for endpoints within that: Pillow's float32 edge arithmetic is only exact up to about that
+      far). The cut is exact where the truncated segment has a lattice point between the cut
+      and the image (the stand-in then lies on the same line, so its quad has the same long
+      edges); otherwise the cut point is rounded to the nearest pixel, which moves the line
+      inside the image by well under a pixel (Pillow itself is float32-approximate that far
+      out). A line that misses the image grown by VISIBLE_MARGIN is dropped.
+
 Boxes (reference: ``x = int(v / W * W)``, corners swapped, ``rectangle(outline, width=4)``)
     The coordinate is truncated toward zero exactly as the reference does (float64 division and
     multiplication first, so ``int(61 / 448 * 448) == 60``). With (x0, y0) <= (x1, y1), Pillow paints
     * band rows  y0..y0+3 and y1-3..y1, columns x0..x1;
     * bar rows   y0+4..y1-4 if y1-y0 >= 8, none if y1-y0 == 7, y1-2..y0+4 if y1-y0 < 7
       (its 1-px vertical lines run backwards on tiny boxes), columns x0..x0+3 and x1-3..x1.
-    Pixels outside the image are dropped. To keep int32 arithmetic safe we clamp x to
-    [-16, W+15] and y to [-16, H+15]; this changes no visible pixel (the 4-px outline of a
-    clamped side is off-image either way). Pillow itself casts the coordinates to C ``int``:
-    for |v| >= 2**31 that cast is undefined (x86 yields INT_MIN, so a box reaching 1e12 loses
-    its far side); our result is Pillow's with a *saturating* cast, i.e. the box simply extends
-    past the image.
-    The label is drawn at (x0 + 8, y0 + 6) from the *unclamped* corner.
+    Pixels outside the image are dropped. To keep int32 arithmetic safe the outline is clamped
+    to x in [-16, W+15] and y in [-16, H+15]; this changes no visible pixel (the 4-px outline of
+    a clamped side is off-image either way). The label is drawn at (x0 + 8, y0 + 6) of the
+    clipped (not the clamped) corner.
 
 Lines (reference: ``xs = int(p) / W * W`` as float, ``line(width=4)``, dots of radius 4)
     Pillow casts the float endpoints to int (truncation) and fills a parallelogram whose four
@@ -25,12 +40,10 @@ Lines (reference: ``xs = int(p) / W * W`` as float, ``line(width=4)``, dots of r
     ``quad_row_spans``); it matches Pillow except where Pillow's float32 edge arithmetic lands
     on the other side of a pixel half-way point.
     Guard: if an endpoint lies more than G = (23000 - 3 - max(H, W)) // 2 pixels outside the image
-    (G >= 7402 for the largest accepted image, 8192 px; 11274 at 448 px), the segment is clipped
-    in float64 to the guard box [-G, W-1+G] x [-G, H-1+G] before truncation (dropped if it misses
-    the box; exact rationals when coordinates exceed 1e15). This bounds every intermediate of the
-    fill rule to int32. Truncating the clipped endpoint turns the line by at most ~1/G rad, so
-    pixels inside the image move by at most max(H, W)/G px (a fraction of a pixel); Pillow's own
-    result for such far endpoints is float32-approximate (and undefined past 2**31).
+    (G >= 7402 for the largest accepted image, 8192 px; 11274 at 448 px), the segment is cut to
+    the guard box [-G, W-1+G] x [-G, H-1+G] the same way as above (exact where a lattice point
+    allows, else rounded: pixels inside the image move by at most about max(H, W)/G px). This
+    bounds every intermediate of the fill rule to int32.
     Dots: ``ellipse([(x-4, y-4), (x+4, y+4)])`` with C truncation of each bound, filled with the
     row spans of Pillow's ellipse walk (``ellipse_halfwidths``); dots entirely off-image are skipped.
 """
@@ -40,12 +53,13 @@ from __future__ import annotations
 import functools
 import math
 from fractions import Fraction
-from typing import NamedTuple
+from typing import NamedTuple, Sequence
 
 import numpy as np
 
 from drawing_ops.actions import Box, Line
 from drawing_ops.colors import box_color
+from drawing_ops.font import load_atlas
 
 OUTLINE = 4  # rectangle(width=4)
 BOX_CLAMP = 16  # margin beyond which a box side is invisible anyway
@@ -53,6 +67,8 @@ LABEL_OFFSET = (8, 6)  # draw.text((x1 + 8, y1 + 6), ...)
 DOT_RADIUS = 4
 DOT_ROWS = 12  # a dot's bounding box is 8 +- 1 px tall; room to spare
 MAX_SIDE = 8192  # largest image side we accept (the line guard below stays >= 7000 px)
+LINE_FAR = 1 << 24  # line endpoints farther outside the image than this are cut (see above)
+VISIBLE_MARGIN = 16  # no ink reaches farther than this past a line's endpoints (half stroke 2, dot 4+1)
 GUARD_SPAN = 23000  # bound on |coordinate| and |difference| in the line rule: 4 * 23000**2 < 2**31
 LINE_INK = (0, 0, 0)
 DOT_START_INK = (255, 0, 0)
@@ -96,6 +112,142 @@ def ref_trunc(v: float, size: int) -> int:
     return int(v / size * size)
 
 
+# ------------------------------------------------------------------------------------- clipping
+
+def clip_primitives(boxes: Sequence[Box], lines: Sequence[Line], height: int,
+                    width: int) -> tuple[list[Box], list[Line]]:
+    """Bounded stand-ins for ``boxes`` and ``lines`` that paint the same pixels (see the module
+    doc): every box is kept (its colour depends on its position), invisible lines are dropped."""
+    clipped = (clip_line(line, height, width) for line in lines)
+    return [clip_box(box, height, width) for box in boxes], [line for line in clipped if line is not None]
+
+
+@functools.lru_cache(maxsize=4096)
+def _label_margins(label: str) -> tuple[int, int]:
+    """(x, y) distance past which a box corner's outline and label cannot reach into the image."""
+    atlas = load_atlas()
+    gh, gw = atlas.canvas_hw
+    rows = label.split("\n")
+    reach_x = LABEL_OFFSET[0] + abs(atlas.origin_x) + max(len(r) for r in rows) * atlas.max_advance_px + gw
+    reach_y = LABEL_OFFSET[1] + abs(atlas.origin_y) + (len(rows) - 1) * atlas.line_spacing + gh
+    return max(BOX_CLAMP, reach_x), max(BOX_CLAMP, reach_y)
+
+
+def _clamp_far(v: float, size: int, margin: int):
+    """``v`` itself, or a stand-in margin + 1 px outside the image if the reference's truncation
+    of ``v`` lies farther out than ``margin`` (the stand-in's own truncation is at most 1 px
+    nearer, so it stays out of reach too)."""
+    t = ref_trunc(v, size)
+    if t < -margin:
+        return -(margin + 1)
+    if t > size - 1 + margin:
+        return size + margin
+    return v
+
+
+def clip_box(box: Box, height: int, width: int) -> Box:
+    """``box`` with each coordinate beyond reach of the image replaced by a near stand-in."""
+    b = box.bbox_2d
+    if all(-BOX_CLAMP <= v <= size - 1 + BOX_CLAMP for v, size in zip(b, (width, height, width, height))):
+        return box  # the common case: nothing to clip (margins are never below BOX_CLAMP)
+    mx, my = _label_margins(box.label)
+    new = (_clamp_far(b[0], width, mx), _clamp_far(b[1], height, my),
+           _clamp_far(b[2], width, mx), _clamp_far(b[3], height, my))
+    return box if new == b else Box(box.index, new, box.label)
+
+
+def ref_line_end(v: float, size: int) -> int:
+    """The pixel Pillow puts a line end at: C truncation of the reference's ``int(v) / size * size``
+    (past 2**52 the float round trip is skipped: such a point is cut away anyway)."""
+    iv = int(v)
+    return iv if abs(iv) > 1 << 52 else int(iv / size * size)
+
+
+def _segment_params(x0, y0, x1, y1, xmin, ymin, xmax, ymax):
+    """Liang-Barsky in exact arithmetic (ints in, Fractions out): the parameters (t0, t1) of the
+    part of the segment inside the box, or None if it misses the box."""
+    t0, t1 = Fraction(0), Fraction(1)
+    dx, dy = x1 - x0, y1 - y0
+    for p, q in ((-dx, x0 - xmin), (dx, xmax - x0), (-dy, y0 - ymin), (dy, ymax - y0)):
+        if p == 0:
+            if q < 0:
+                return None
+            continue
+        t = Fraction(q, p)
+        if p < 0:
+            if t > t1:
+                return None
+            t0 = max(t0, t)
+        else:
+            if t < t0:
+                return None
+            t1 = min(t1, t)
+    return t0, t1
+
+
+def clip_segment(p0: tuple[int, int], p1: tuple[int, int], margin: int, height: int,
+                 width: int) -> tuple[tuple[int, int], tuple[int, int]] | None:
+    """The integer segment p0-p1 cut to the image grown by ``margin`` px, with integer ends.
+
+    None if it misses the image grown by VISIBLE_MARGIN (nothing of it shows). A cut end is the
+    segment's own lattice point nearest the cut if that still lies outside the visible margin
+    (then the stand-in lies on the same line: exact), else the cut point rounded to a pixel.
+    """
+    lo_x, lo_y, hi_x, hi_y = -margin, -margin, width - 1 + margin, height - 1 + margin
+
+    def inside(p):
+        return lo_x <= p[0] <= hi_x and lo_y <= p[1] <= hi_y
+
+    if inside(p0) and inside(p1):
+        return p0, p1
+    (x0, y0), (x1, y1) = p0, p1
+    seen = _segment_params(x0, y0, x1, y1, -VISIBLE_MARGIN, -VISIBLE_MARGIN,
+                           width - 1 + VISIBLE_MARGIN, height - 1 + VISIBLE_MARGIN)
+    if seen is None:
+        return None
+    t_in, t_out = _segment_params(x0, y0, x1, y1, lo_x, lo_y, hi_x, hi_y)  # contains `seen`
+    dx, dy = x1 - x0, y1 - y0
+    g = math.gcd(dx, dy)  # > 0: an endpoint is outside, the segment reaches inside
+    sx, sy = dx // g, dy // g
+
+    def end(t, k, exact):  # k: the lattice point p0 + k (sx, sy) nearest the cut, inward
+        if exact:
+            return x0 + k * sx, y0 + k * sy
+        return round(x0 + t * dx), round(y0 + t * dy)
+
+    q0 = p0 if t_in == 0 else end(t_in, math.ceil(t_in * g), math.ceil(t_in * g) <= seen[0] * g)
+    q1 = p1 if t_out == 1 else end(t_out, math.floor(t_out * g), math.floor(t_out * g) >= seen[1] * g)
+    return q0, q1
+
+
+def _line_stand_in(q: int, size: int) -> int:
+    """An integer whose ``ref_line_end`` is ``q`` (the reference's float round trip can move an
+    integer one pixel toward zero; its neighbour away from zero then lands on ``q``)."""
+    for c in (q, q + 1, q - 1):
+        if ref_line_end(c, size) == q:
+            return c
+    raise AssertionError(q)
+
+
+def clip_line(line: Line, height: int, width: int) -> Line | None:
+    """``line`` with ends farther than LINE_FAR outside the image cut back (``clip_segment``), or
+    None if nothing of it can show. Ends that are not cut keep their values (their dots)."""
+    if all(-LINE_FAR <= v <= size - 1 + LINE_FAR for v, size in
+           zip(line.start_point_2d + line.end_point_2d, (width, height, width, height))):
+        return line  # the common case (the reference's truncation only moves a value toward zero)
+    ends = (ref_line_end(line.start_point_2d[0], width), ref_line_end(line.start_point_2d[1], height),
+            ref_line_end(line.end_point_2d[0], width), ref_line_end(line.end_point_2d[1], height))
+    cut = clip_segment(ends[:2], ends[2:], LINE_FAR, height, width)
+    if cut is None:
+        return None
+    if cut == (ends[:2], ends[2:]):
+        return line
+    (a, b), (c, d) = cut
+    start = line.start_point_2d if cut[0] == ends[:2] else (_line_stand_in(a, width), _line_stand_in(b, height))
+    end = line.end_point_2d if cut[1] == ends[2:] else (_line_stand_in(c, width), _line_stand_in(d, height))
+    return Line(line.index, start, end, line.label)
+
+
 # ---------------------------------------------------------------------------------------- boxes
 
 class BoxGeom(NamedTuple):
@@ -103,13 +255,13 @@ class BoxGeom(NamedTuple):
     y0: int
     x1: int
     y1: int
-    label_x: int  # unclamped text anchor (x0 + 8, y0 + 6); may be huge
+    label_x: int  # text anchor (x0 + 8, y0 + 6) of the clipped, unclamped corner
     label_y: int
     color: tuple[int, int, int]
 
 
 def box_geometry(box: Box, position: int, height: int, width: int) -> BoxGeom:
-    b = box.bbox_2d
+    b = clip_box(box, height, width).bbox_2d
     x0, y0 = ref_trunc(b[0], width), ref_trunc(b[1], height)
     x1, y1 = ref_trunc(b[2], width), ref_trunc(b[3], height)
     if x0 > x1:
@@ -160,27 +312,6 @@ def box_bar_rows_xp(y0, y1, xp=np):
 def _round_down(f: float) -> int:
     """Pillow's ROUND_DOWN: round half toward zero."""
     return int(math.ceil(f - 0.5)) if f >= 0.0 else -int(math.ceil(abs(f) - 0.5))
-
-
-def _clip_segment(x0, y0, x1, y1, xmin, ymin, xmax, ymax):
-    """Liang-Barsky clip of a segment (floats or Fractions) to a box; None if it misses."""
-    t0, t1 = 0, 1
-    dx, dy = x1 - x0, y1 - y0
-    for p, q in ((-dx, x0 - xmin), (dx, xmax - x0), (-dy, y0 - ymin), (dy, ymax - y0)):
-        if p == 0:
-            if q < 0:
-                return None
-            continue
-        t = q / p
-        if p < 0:
-            if t > t1:
-                return None
-            t0 = max(t0, t)
-        else:
-            if t < t0:
-                return None
-            t1 = min(t1, t)
-    return x0 + t0 * dx, y0 + t0 * dy, x0 + t1 * dx, y0 + t1 * dy
 
 
 def wide_line_quad(x0: int, y0: int, x1: int, y1: int) -> tuple[tuple[int, int], ...]:
@@ -318,26 +449,19 @@ def _dot(x: float, y: float, color, height: int, width: int) -> DotGeom | None:
 
 
 def line_geometry(line: Line, height: int, width: int) -> LineGeom:
+    clipped = clip_line(line, height, width)
+    if clipped is None:
+        return LineGeom(None, None, (None, None))
+    line = clipped
     xs = int(line.start_point_2d[0]) / width * width
     ys = int(line.start_point_2d[1]) / height * height
     xe = int(line.end_point_2d[0]) / width * width
     ye = int(line.end_point_2d[1]) / height * height
-    g = line_guard(height, width)
-    box = (-g, -g, width - 1 + g, height - 1 + g)
-
-    def inside(x, y):
-        return box[0] <= x <= box[2] and box[1] <= y <= box[3]
-
-    seg = (xs, ys, xe, ye)
-    if not (inside(xs, ys) and inside(xe, ye)):
-        if max(abs(v) for v in seg) > 1e15:  # x1 - x0 could overflow: clip in exact rationals
-            seg = _clip_segment(*(Fraction(v) for v in seg), *box)
-            seg = None if seg is None else tuple(float(v) for v in seg)
-        else:
-            seg = _clip_segment(xs, ys, xe, ye, *box)
+    ends = ((int(xs), int(ys)), (int(xe), int(ye)))  # C (int) casts truncate toward zero
+    seg = clip_segment(*ends, line_guard(height, width), height, width)
     quad = point = None
     if seg is not None:
-        x0, y0, x1, y1 = (int(v) for v in seg)  # C (int) casts truncate toward zero
+        (x0, y0), (x1, y1) = seg
         if x0 == x1 and y0 == y1:
             point = (x0, y0)
         else:

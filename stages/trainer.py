@@ -304,7 +304,11 @@ class Trainer:
     def _catch_signals(self):
         def on(reason):
             def handler(signum, frame):
+                if self._stop is not None:   # a second signal: stop at once
+                    raise KeyboardInterrupt
                 self._stop = reason
+                print(f"signal {signum}: saving a checkpoint after this step (again to stop at once)",
+                      file=sys.stderr)
             return handler
 
         try:

@@ -1,5 +1,5 @@
 """Dataset files: the sharegpt JSON form of ViLaSR-data / LLaMA-Factory (export and import), the
-benchmark JSON form of ViLaSR-eval (SPEC §6), and the Grain reader for our TFDS ArrayRecord datasets.
+benchmark JSON form of ViLaSR-eval (docs/method.md §6), and the Grain reader for our TFDS ArrayRecord datasets.
 
 sharegpt. A JSON list of records {"conversations": [{"role", "content"}...], "images": [paths]},
 paths relative to the JSON file, in `<image>` placeholder order. Our records also carry

@@ -1,5 +1,5 @@
 """Maze tasks: perfect mazes (optionally with loops) on n x n grids, rendered with the reference's
-geometry (SPEC §6), multiple-choice questions answered by BFS, and drawing trajectories that box
+geometry (docs/method.md §6), multiple-choice questions answered by BFS, and drawing trajectories that box
 the start and goal and trace the route cell centre to cell centre.
 
 Geometry. The reference's maze images are 616 x 616 matplotlib figures with the default subplot
@@ -60,6 +60,7 @@ class MazeConfig:
             raise ValueError(f"grid sizes must satisfy 2 <= min_n <= max_n <= 16, got {self.min_n}..{self.max_n}")
         if self.size < 8 * self.max_n:
             raise ValueError(f"size {self.size} is too small for {self.max_n}x{self.max_n} grids; use >= {8 * self.max_n}")
+        raster.check_side("a maze image", self.size, self.size)
         if not 0.0 <= self.loop_fraction <= 1.0:
             raise ValueError(f"loop_fraction must be in [0, 1], got {self.loop_fraction}")
         bad = set(self.question_kinds) - set(QUESTION_KINDS)

@@ -3,7 +3,7 @@ camera from 2-4 poses (software renderer in `synth.render3d`), with questions
 
   motion         - how the camera moved between image 1 and image 2 (multiple choice);
   vci            - the same as view-change inference, answered as "move_right:0.6,rotate_left:20"
-                   (SPEC §4 "vci": metres and degrees, net values per axis pair);
+                   (docs/method.md §4 "vci": metres and degrees, net values per axis pair);
   correspondence - which box in image 2 holds the object boxed in image 1 (look-alike objects);
   direction      - from the viewpoint of image k, is X left of / right of / in front of / behind Y;
   distance       - how far apart two objects stand on the floor, in metres (scored by MRA).
@@ -24,7 +24,7 @@ import numpy as np
 
 from drawing_ops import Box, Line
 from drawing_ops.protocol import DEFAULT_TEMPLATE, PromptTemplate
-from synth import render3d, templates
+from synth import raster, render3d, templates
 from synth.records import Sample, lettered, option_letter
 from synth.render3d import Camera, Mesh
 from synth.rng import sample_id, sample_rng
@@ -51,6 +51,7 @@ class MultiviewConfig:
     def __post_init__(self):
         if self.width < 96 or self.height < 72:
             raise ValueError(f"multi-view images need at least 96x72 px, got {self.width}x{self.height}")
+        raster.check_side("a multi-view image", self.width, self.height)
         if not 3 <= self.min_objects <= self.max_objects <= 6:
             raise ValueError("object counts must satisfy 3 <= min_objects <= max_objects <= 6")
         if not 2 <= self.max_views <= 4:

@@ -11,6 +11,17 @@ import numpy as np
 
 Color = tuple[int, int, int]
 
+# Largest image side the generators draw: a trajectory holds several images of this size plus a
+# contact sheet, and the drawing backends stop at 8192 px; 4096 keeps a sample near 1 GB at most.
+MAX_SIDE = 4096
+
+
+def check_side(what: str, *sides: int) -> None:
+    """ValueError if an image side exceeds MAX_SIDE."""
+    if max(sides) > MAX_SIDE:
+        raise ValueError(f"{what} of {'x'.join(map(str, sides))} px is larger than the {MAX_SIDE} px a side "
+                         f"synth draws; use a size <= {MAX_SIDE}")
+
 # 5x7 glyphs, '#' = ink. Only the characters the generators write.
 _GLYPHS = {
     "A": [".###.", "#...#", "#...#", "#####", "#...#", "#...#", "#...#"],

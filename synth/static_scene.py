@@ -50,6 +50,7 @@ class StaticConfig:
     def __post_init__(self):
         if min(self.width, self.height) < 64:
             raise ValueError(f"static scenes need images of at least 64x64 px, got {self.width}x{self.height}")
+        raster.check_side("a static scene", self.width, self.height)
         if not 3 <= self.min_objects <= self.max_objects <= 8:
             raise ValueError(f"object counts must satisfy 3 <= min_objects <= max_objects <= 8, "
                              f"got {self.min_objects}..{self.max_objects}")

@@ -1,5 +1,5 @@
 """The shared trajectory writer: a sample plus a plan of steps -> a sharegpt conversation and the
-images the drawing produced, in the tool-call protocol of SPEC §1.
+images the drawing produced, in the tool-call protocol of docs/method.md §1.
 
 A family module plans *what* to draw as `Step`s whose items name an input view (1-based) rather
 than an image index; the writer resolves each view to the newest good image derived from it,
@@ -10,7 +10,7 @@ feedback turn announcing the new images.
 Reflective trajectories: a step marked `mistake=True` draws something wrong on purpose; its images
 are shown to the model but do not become the base for later steps, so the next step (which reads
 the feedback and says what is wrong) redraws on the same source images with the same labels and
-corrected parameters. That makes the trajectory reflective in the sense of SPEC §4: the same label
+corrected parameters. That makes the trajectory reflective in the sense of docs/method.md §4: the same label
 appears in different steps with different parameters.
 
 Think texts may use `{src[v]}` (the image this step draws on for view v), `{new[v]}` (the image it

@@ -13,7 +13,7 @@ Heavy modules (JAX, the model) load on first use, so `import vilasr` stays cheap
 
 from importlib import import_module
 
-from vilasr.errors import CheckpointError, ConfigError, VilasrError
+from vilasr.errors import CheckpointError, ConfigError, InputError, VilasrError
 
 _SUBMODULES = ("metrics", "rewards")  # `vilasr.metrics.score` works after a bare `import vilasr`
 _LAZY = {
@@ -22,7 +22,7 @@ _LAZY = {
     "Processor": "vilasr.processing",
 }
 
-__all__ = ["CheckpointError", "ConfigError", "VilasrError", "__version__", *_LAZY]
+__all__ = ["CheckpointError", "ConfigError", "InputError", "VilasrError", "__version__", *_LAZY]
 
 
 def __getattr__(name):

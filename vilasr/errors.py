@@ -1,4 +1,6 @@
-"""Typed errors of the vilasr package; each message says what is wrong and what to do."""
+"""Typed errors of the vilasr package; each message says what is wrong and what to do.
+
+The command line (vilasr/cli/main.py) prints any of these as one line and exits with status 2."""
 
 
 class VilasrError(Exception):
@@ -11,3 +13,7 @@ class ConfigError(VilasrError, ValueError):
 
 class CheckpointError(VilasrError):
     """A checkpoint folder is missing files or tensors, or does not match the model config."""
+
+
+class InputError(VilasrError, ValueError):
+    """A file, folder or value given on the command line cannot be used as it is."""

@@ -1,4 +1,4 @@
-"""VisualContext: every rule of SPEC §2, and byte equality with an independent replica of the
+"""VisualContext: every rule of docs/method.md §2, and byte equality with an independent replica of the
 reference pipeline (dict-of-lists merge + PIL drawing)."""
 
 import json

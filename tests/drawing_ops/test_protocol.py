@@ -62,6 +62,8 @@ def test_default_question_layout():
         "Question: Which is left?", "Options:", "A. cup", "B. pot",
         "Answer with the letter of the correct option.",
         "Think step by step, draw to check your reasoning, and critically inspect each drawing."]
+    no_options = DEFAULT_TEMPLATE.question_prompt("Is the lamp left of the bed?", [ImageInfo(1, 448, 336)])
+    assert "letter" not in no_options and "Question: Is the lamp left of the bed?" in no_options
     final = DEFAULT_TEMPLATE.feedback_prompt([ImageInfo(3, 10, 20)], final=True)
     assert final.startswith("Image 3 (10x20 pixels): <image>\n") and "no longer available" in final
 

@@ -9,7 +9,8 @@ from hypothesis import strategies as st
 
 from drawing_ops.actions import Box, Line
 from drawing_ops.render import render
-from drawing_ops.render_geometry import ellipse_mask, line_geometry, line_guard, quad_row_spans
+from drawing_ops.render_geometry import (LINE_FAR, clip_primitives, ellipse_mask, line_geometry, line_guard,
+                                         quad_row_spans)
 from drawing_ops.render_jax import PackedPrimitives, label_extent, pack_primitives, render_batch
 from drawing_ops.render_numpy import quad_spans, render_numpy
 
@@ -79,7 +80,7 @@ def test_box_matches_pillow(bbox, backend):
     assert np.array_equal(ours, render_pil(img, [Box(1, bbox, "b")], [], draw_labels=False))
 
 
-@pytest.mark.parametrize("backend", ["numpy", "jax"])
+@pytest.mark.parametrize("backend", ["numpy", "jax", "pil"])
 @pytest.mark.parametrize("bbox", HUGE_CASES, ids=str)
 def test_huge_box_is_pillow_with_a_saturating_cast(bbox, backend):
     img = background()
@@ -125,7 +126,7 @@ def test_box_colours_cycle_past_the_base_names():
 def test_labels_of_far_boxes_are_dropped_not_crashing():
     img = background()
     boxes = [Box(1, (-1e12, -1e12, 5, 5), "far"), Box(1, (1e12, 3, 2e12, 9), "far too")]
-    for backend in ("numpy", "jax"):
+    for backend in ("numpy", "jax", "pil"):
         ours = render(img, boxes, [], backend=backend)
         assert np.array_equal(ours, pil_rectangle(pil_rectangle(img, (-2**20, -2**20, 5, 5), (255, 0, 0)),
                                                   (2**20, 3, 2**20, 9), (0, 128, 0)))
@@ -278,6 +279,74 @@ def test_far_endpoints_are_clipped_not_overflowing():
               (-1.7e308, -1.7e308, 1.7e308, 1.6e308), (20, 20, -1.7e308, 1e307)]:
         line = Line(1, p[:2], p[2:], "l")
         assert np.array_equal(render_numpy(img, [], [line]), render(img, [], [line], backend="jax"))
+
+
+# ------------------------------------------------------------------ clipping before any backend
+
+def test_far_boxes_on_the_pil_backend_are_pillow_byte_for_byte():
+    # Pillow's rectangle loops over every row, so 1e6 is about as far as it goes quickly; the
+    # clipped drawing must be its result exactly, labels (long, multi-line) included.
+    rng = random.Random(8)
+    for trial in range(12):
+        img = background(seed=trial)
+        far = rng.choice([1e6, -1e6, 3e5, -2e5])
+        boxes = [Box(1, (rng.uniform(-60, 60), rng.uniform(-60, 60), far, rng.uniform(-60, 60)), "far right"),
+                 Box(1, (far, rng.uniform(-60, 60), rng.uniform(-60, 60), -far), "spans\nthe image"),
+                 random_box(rng, H, W)]
+        ref = render_pil(img, boxes, [])
+        for backend in ("pil", "numpy"):
+            assert np.array_equal(render(img, boxes, [], backend=backend), ref), (trial, backend, boxes)
+
+
+def test_a_long_label_keeps_its_box_corner_where_it_can_still_show():
+    # A corner 300 px left of the image with a 120-glyph label: the label reaches into the image,
+    # so the corner must not be moved to the outline's 16-px margin.
+    img = background()
+    boxes = [Box(1, (-300, 5, 30, 30), "x" * 120), Box(1, (-10, -150, 20, 12), "tall\n" * 12 + "end")]
+    ref = render_pil(img, boxes, [])
+    for box in boxes:  # each label shows
+        assert not np.array_equal(render_pil(img, [box], []), render_pil(img, [box], [], draw_labels=False))
+    for backend in ("pil", "numpy"):  # (jax == numpy is the property test's job)
+        assert np.array_equal(render(img, boxes, [], backend=backend), ref), backend
+
+
+@pytest.mark.parametrize("far", [1e12, 2.0**31, 1e300])
+def test_every_backend_draws_huge_coordinates_as_their_clipped_stand_ins(far):
+    # No timing assertion: Pillow's unclipped rectangle would loop over ~1e12 rows (it never returns).
+    img = background()
+    boxes = [Box(1, (5, 5, far, 30), "a"), Box(1, (-far, -far, far, far), "b"), Box(1, (far, 3, 2 * far, 9), "c")]
+    lines = [Line(1, (10, 20), (10 + 3 * far, 20 + far), "lattice"), Line(1, (-far, 31), (far, 30), "flat"),
+             Line(1, (-far, -far), (far, far), "diagonal"), Line(1, (far, far), (2 * far, 3 * far), "away")]
+    cut_boxes, cut_lines = clip_primitives(boxes, lines, H, W)
+    assert len(cut_lines) == 3  # the line that never comes near the image is dropped
+    assert all(abs(v) <= W + 4096 for b in cut_boxes for v in b.bbox_2d)
+    assert all(abs(v) <= LINE_FAR + W for ln in cut_lines for v in ln.start_point_2d + ln.end_point_2d)
+    assert clip_primitives(cut_boxes, cut_lines, H, W) == (cut_boxes, cut_lines)  # idempotent
+    pil = render(img, boxes, lines, backend="pil")
+    assert np.array_equal(pil, render_pil(img, cut_boxes, cut_lines))
+    assert np.array_equal(render(img, boxes, [], backend="pil"), render(img, boxes, [], backend="numpy"))
+    assert np.array_equal(render(img, boxes, lines, backend="numpy"), render(img, boxes, lines, backend="jax"))
+
+
+def test_a_far_line_with_lattice_points_is_cut_exactly():
+    # (10, 20) + k (3, 1) are pixels of the line at every k: cut there, the stand-in lies on the
+    # same line, so the exact renderer paints the same pixels as for a near end on that line.
+    # (A 64 px image: the reference's int(v) / 64 * 64 keeps every integer, so the ends stay put.)
+    img = np.full((64, 64, 3), 255, np.uint8)
+    near = Line(1, (10, 20), (10 + 3 * 100, 20 + 100), "l")
+    near_both = Line(1, (10 - 3 * 100, 20 - 100), (10 + 3 * 100, 20 + 100), "l")
+    for k in (10**4, 10**7, 10**12, 10**30):
+        far = Line(1, (10, 20), (10 + 3 * k, 20 + k), "l")
+        assert np.array_equal(render(img, [], [far]), render(img, [], [near])), k
+        back = Line(1, (10 - 3 * k, 20 - k), (10 + 3 * k, 20 + k), "l")
+        assert np.array_equal(render(img, [], [back]), render(img, [], [near_both])), k
+
+
+def test_lines_within_pillows_exact_range_reach_it_unchanged():
+    rng = random.Random(9)
+    for _ in range(40):
+        line = Line(1, (rng.uniform(0, W), rng.uniform(0, H)), (rng.uniform(-1e7, 1e7), rng.uniform(-1e7, 1e7)), "l")
+        assert clip_primitives([], [line], H, W)[1] == [line]
 
 
 # ------------------------------------------------------------------------------ numpy == jax

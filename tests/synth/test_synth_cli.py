@@ -75,7 +75,8 @@ def test_existing_out_needs_overwrite_and_bad_flags_are_refused(tmp_path, capsys
 def test_tfds_format_via_cli(tmp_path):
     pytest.importorskip("tensorflow")
     out = tmp_path / "tfds"
-    assert cli.main(["maze", "--n", "3", "--seed", "2", "--out", str(out), "--trajectories", "cold", *ARGS]) == 0
+    assert cli.main(["maze", "--n", "3", "--seed", "2", "--out", str(out), "--format", "tfds", "--trajectories", "cold",
+                     *ARGS]) == 0
     manifest = io.read_manifest(out)
     assert manifest["tfds_name"] == "synth_maze/cold_seed2"
     samples = io.load_samples(out, "train")

@@ -1,5 +1,5 @@
 """Mazes: the reference geometry, walls drawn where the maze has them, answers checked by an
-independent search, and drawn coordinates on the cell centres of SPEC §6."""
+independent search, and drawn coordinates on the cell centres of docs/method.md §6."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ STEP = {"up": (-1, 0), "down": (1, 0), "left": (0, -1), "right": (0, 1)}
 
 
 def spec_center(n: int, i: int, j: int) -> tuple[float, float]:
-    """SPEC §6 at 616 px: x in [77, 555], y in [73, 549]."""
+    """docs/method.md §6 at 616 px: x in [77, 555], y in [73, 549]."""
     cw, ch = 478 / n, 476 / n
     return 77 + cw / 2 + j * cw, 73 + ch / 2 + i * ch
 

@@ -1,6 +1,6 @@
 """Every trajectory follows the protocol: it parses with no errors, has the format the reward
 checks, at least 3 steps, the right answer, images that replay exactly, and reflective ones are
-reflective by SPEC §4."""
+reflective by docs/method.md §4."""
 
 from __future__ import annotations
 

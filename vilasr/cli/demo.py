@@ -7,7 +7,6 @@ the first box for "lamp" is wrong, the next turn redraws the same label in the r
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import numpy as np
 from drawing_ops import Box, Line, VisualContext, parse_tool_calls
 from drawing_ops.protocol import Role, format_answer_turn, format_tool_turn
 from drawing_ops.render import BACKENDS
+from vilasr.cli.flags import HelpFormatter
 from synth.raster import contact_sheet
 
 # name -> (x1, y1, x2, y2, rgb) of the objects in the built-in scene
@@ -58,10 +58,16 @@ def demo_turns() -> list[str]:
     ]
 
 
+DEMO_FILES = ("image_*.png", "trajectory.png", "trajectory.json")
+
+
 def add_parser(sub) -> None:
     demo = sub.add_parser("demo", help="draw a scripted multi-turn trajectory on a built-in scene",
-                          formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    demo.add_argument("--out", type=Path, default=Path("out/demo"), help="output folder")
+                          description="Draw a scripted multi-turn trajectory (with a reflective correction) on "
+                                      "a built-in scene and write every image as PNG.",
+                          formatter_class=HelpFormatter)
+    demo.add_argument("--out", type=Path, default=Path("out/demo"),
+                      help="output folder: new, empty, or one an earlier demo wrote")
     demo.add_argument("--backend", choices=BACKENDS, default="numpy", help="drawing backend")
     demo.set_defaults(func=run)
 
@@ -72,10 +78,9 @@ def run(args) -> int:
 
 
 def run_demo(out: Path, backend: str = "numpy") -> list[Path]:
-    from PIL import Image
+    from vilasr.cli.outputs import prepare_run_folder, write_png
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = prepare_run_folder(Path(out), "demo", DEMO_FILES)
     context = VisualContext([make_scene()], backend=backend)
     log = [{"role": str(Role.USER), "content": "<image> Is the lamp (A) below or (B) above the chair?"}]
     for text in demo_turns():
@@ -90,11 +95,11 @@ def run_demo(out: Path, backend: str = "numpy") -> list[Path]:
     written = []
     for k, image in enumerate(context.images, start=1):
         path = out / f"image_{k}.png"
-        Image.fromarray(image).save(path)
+        write_png(image, path)
         written.append(path)
     sheet = out / "trajectory.png"
-    Image.fromarray(contact_sheet(context.images, gap=8)).save(sheet)
-    (out / "trajectory.json").write_text(json.dumps(log, indent=2))
+    write_png(contact_sheet(context.images, gap=8), sheet)
+    (out / "trajectory.json").write_text(json.dumps(log, indent=2), encoding="utf-8")
     print(f"drew {len(context) - 1} image(s) with the {backend} backend; trajectory: {sheet}")
     for path in written:
         print(f"  {path}")

@@ -15,6 +15,17 @@ import typing
 from collections.abc import Iterable, Mapping
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows "(default: X)" after a flag's help, except where there is nothing to show (a required
+    flag, an on/off switch that is off, an empty list)."""
+
+    def _get_help_string(self, action):
+        default = action.default
+        if action.required or default is None or default is False or default == [] or default == argparse.SUPPRESS:
+            return action.help
+        return super()._get_help_string(action)
+
+
 def _default(field: dataclasses.Field):
     if field.default is not dataclasses.MISSING:
         return field.default
@@ -74,6 +85,17 @@ def add_config_flags(parser: argparse.ArgumentParser, config_class, names: Itera
             parser.add_argument(flag, type=kind, choices=list(kind), **kw)
         else:
             parser.add_argument(flag, type=_parser(kind, optional), **kw)
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: a whole number >= 0 (seeds, counts)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
 
 
 def given_flags(args: argparse.Namespace, names: Iterable[str]) -> dict:

@@ -2,22 +2,20 @@
 image of the trajectory written as a PNG. `--use eval|rl` picks the reference's settings for that
 use (`RolloutConfig.for_eval()` / `.for_rl()`, vilasr/uses.py); the rollout and sampling flags
 (made from `RolloutConfig` and `SamplingConfig` by vilasr/cli/flags.py) override single values.
-`--prompt-template FILE` replaces our prompt wording (`PromptTemplate.from_file`)."""
+`--prompt-template FILE` replaces our prompt wording (`PromptTemplate.from_file`). Inputs and the
+output folder are checked before the model loads; errors go through vilasr/cli/main.py's one
+error path."""
 
 from __future__ import annotations
 
-import argparse
 import re
-import sys
 from pathlib import Path
 
-import numpy as np
-
-from drawing_ops.protocol import ProblemType, PromptTemplate, TemplateError
-from vilasr.cli.flags import add_config_flags, config_from_args
+from drawing_ops.protocol import ProblemType, PromptTemplate
+from vilasr.cli.flags import HelpFormatter, add_config_flags, config_from_args, non_negative_int
 from vilasr.uses import Use
 
-EXIT_BAD_INPUT = 2
+OUT_FILES = ("image_*.png",)
 ROLLOUT_FLAGS = ("max_turns", "max_turns_maze", "max_images", "max_turn_tokens", "max_response_tokens",
                  "image_tokens", "max_pixels", "strict")
 SAMPLING_FLAGS = ("temperature", "top_p", "top_k", "greedy")
@@ -28,12 +26,16 @@ def add_parser(sub) -> None:
     from vilasr.rollout import RolloutConfig, RolloutTask, SamplingConfig
 
     infer = sub.add_parser("infer", help="run a multi-turn drawing rollout on images and print it",
-                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                           formatter_class=HelpFormatter)
     source = infer.add_mutually_exclusive_group(required=True)
     source.add_argument("--model", type=Path, help="a local Hugging Face Qwen2.5-VL folder")
     source.add_argument("--preset", choices=["tiny"], help="a randomly initialised built-in model")
-    infer.add_argument("--image", type=Path, action="append", required=True, help="input image (repeat for more)")
-    infer.add_argument("--question", required=True, help="the question, options included")
+    infer.add_argument("--image", type=Path, action="append", required=True,
+                       help="input image, e.g. examples/room.png (repeat for more)")
+    infer.add_argument("--question", required=True, help="the question")
+    infer.add_argument("--option", action="append", default=[], metavar="TEXT",
+                       help="an answer option, e.g. 'A. left' (repeat for more); multiple-choice questions then "
+                            "ask for the option's letter")
     infer.add_argument("--problem-type", default=str(RolloutTask.problem_type), choices=[str(p) for p in ProblemType],
                        help="how the answer is asked for")
     infer.add_argument("--data-type", default=RolloutTask.data_type,
@@ -46,8 +48,10 @@ def add_parser(sub) -> None:
     presets = {str(use): RolloutConfig.for_use(use) for use in USES}
     add_config_flags(infer, RolloutConfig, ROLLOUT_FLAGS, presets=presets)
     add_config_flags(infer, SamplingConfig, SAMPLING_FLAGS, presets=presets, pick=lambda cfg: cfg.sampling)
-    infer.add_argument("--seed", type=int, default=0, help="sampling seed (and the tiny preset's weights)")
-    infer.add_argument("--out", type=Path, default=Path("out/infer"), help="folder for the trajectory's images")
+    infer.add_argument("--seed", type=non_negative_int, default=0, help="sampling seed (and the tiny preset's weights)")
+    infer.add_argument("--out", type=Path, default=Path("out/infer"),
+                       help="folder for the trajectory's images: new, empty, or one an earlier infer wrote (its "
+                            "old images are cleared)")
     infer.set_defaults(func=run)
 
 
@@ -65,6 +69,17 @@ def load_model_and_processor(model_dir: Path | None, preset: str | None, seed: i
         raise ConfigError(f"--preset {preset} has no built-in tokenizer or weights; pass --model DIR "
                           "(a local Hugging Face folder) or use --preset tiny")
     return Qwen25VL(Qwen25VLConfig.preset("tiny"), rngs=nnx.Rngs(seed)), Processor.tiny()
+
+
+def check_budgets(config, max_positions: int) -> None:
+    """ConfigError if a token budget exceeds what the model can attend to (the cache is sized by it)."""
+    from vilasr.errors import ConfigError
+
+    for flag, value in (("--max-turn-tokens", config.max_turn_tokens),
+                        ("--max-response-tokens", config.max_response_tokens)):
+        if value is not None and value > max_positions:
+            raise ConfigError(f"{flag} {value} is more than the {max_positions} positions the model handles; "
+                              f"use at most {max_positions}")
 
 
 def format_trajectory(traj, tokenizer) -> str:
@@ -102,31 +117,22 @@ def rollout_config_from_args(args):
 
 
 def run(args) -> int:
-    from PIL import UnidentifiedImageError
-
-    from vilasr.errors import VilasrError
-
-    try:
-        return _run(args)
-    except (OSError, UnidentifiedImageError, VilasrError, TemplateError) as exc:
-        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-
-
-def _run(args) -> int:
-    from PIL import Image
-
+    from vilasr.cli.inputs import read_image
+    from vilasr.cli.outputs import check_run_folder, prepare_run_folder, write_png
     from vilasr.rollout import RolloutTask, rollout
 
+    images = [read_image(p) for p in args.image]
     config = rollout_config_from_args(args)
-    images = [np.asarray(Image.open(p).convert("RGB")) for p in args.image]
+    task = RolloutTask(images=images, question=args.question, options=tuple(args.option),
+                       problem_type=args.problem_type, data_type=args.data_type)
+    check_run_folder(args.out)  # before the model loads: fail early
     model, processor = load_model_and_processor(args.model, args.preset, args.seed)
-    task = RolloutTask(images=images, question=args.question, problem_type=args.problem_type, data_type=args.data_type)
+    check_budgets(config, model.config.text.max_position_embeddings)
     traj, = rollout(model, processor, [task], config, seed=args.seed, progress=True)
     print(format_trajectory(traj, processor.tokenizer))
-    args.out.mkdir(parents=True, exist_ok=True)
+    out = prepare_run_folder(args.out, "infer", OUT_FILES)  # an earlier run's images go now
     for k, image in enumerate(traj.images, start=1):
-        path = args.out / f"image_{k}.png"
-        Image.fromarray(image).save(path)
+        path = out / f"image_{k}.png"
+        write_png(image, path)
         print(f"image {k}: {path}")
     return 0

@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import signal
 import sys
 from pathlib import Path
 
 from vilasr.cli.flags import add_config_flags, given_flags
 
-EXIT_BAD_INPUT = 2
-EXIT_INTERRUPTED = 130
-EXIT_PREEMPTED = 143
 
 
 def _train_fields() -> list[str]:
@@ -62,26 +60,20 @@ def build_config(args):
 def run(args) -> int:
     from stages.sft import run_sft
     from stages.trainer import StopReason
+    from vilasr.cli.interrupts import Stopped
     from vilasr.errors import VilasrError
 
-    try:
-        config = build_config(args)
-        if args.preset in ("3b", "7b"):
-            raise VilasrError(f"--preset {args.preset} has no built-in tokenizer or weights; pass --model DIR with a "
-                              f"downloaded Qwen2.5-VL-{args.preset.upper()} folder")
-        result = run_sft(data=args.data, out=args.out, preset=args.preset, model_dir=args.model, config=config,
-                         devices=args.devices, progress=not args.no_progress)
-    except (OSError, VilasrError) as exc:
-        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+    config = build_config(args)
+    if args.preset in ("3b", "7b"):
+        raise VilasrError(f"--preset {args.preset} has no built-in tokenizer or weights; pass --model DIR with a "
+                          f"downloaded Qwen2.5-VL-{args.preset.upper()} folder")
+    result = run_sft(data=args.data, out=args.out, preset=args.preset, model_dir=args.model, config=config,
+                     devices=args.devices, progress=not args.no_progress)
     run_result = result.run
     if run_result.skipped:
         print(f"skipped {sum(run_result.skipped.values())} record(s): {run_result.skipped}", file=sys.stderr)
-    if run_result.stop is StopReason.INTERRUPTED:
-        print(f"interrupted at step {run_result.step}; saved; rerun the same command to resume", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    if run_result.stop is StopReason.PREEMPTED:
-        print(f"stopped by SIGTERM at step {run_result.step}; saved; rerun to resume", file=sys.stderr)
-        return EXIT_PREEMPTED
+    if run_result.stop is not StopReason.FINISHED:   # main prints the line and exits 130 / 143
+        signum = signal.SIGINT if run_result.stop is StopReason.INTERRUPTED else signal.SIGTERM
+        raise Stopped(signum, f"checkpoint saved at step {run_result.step}; rerun the same command to resume")
     print(f"trained {run_result.step} steps; model: {result.model_dir}")
     return 0

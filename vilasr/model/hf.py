@@ -156,7 +156,7 @@ class _Tensors:
     """Name -> tensor access over one or several safetensors files of a local folder."""
 
     def __init__(self, hf_dir: Path):
-        from safetensors import safe_open
+        from safetensors import SafetensorError, safe_open
 
         index = hf_dir / "model.safetensors.index.json"
         single = hf_dir / "model.safetensors"
@@ -180,7 +180,11 @@ class _Tensors:
             path = hf_dir / f
             if not path.exists():
                 raise CheckpointError(f"shard {f} listed in the index is missing from {hf_dir}")
-            handle = safe_open(str(path), framework="numpy")
+            try:
+                handle = safe_open(str(path), framework="numpy")
+            except (SafetensorError, OSError) as e:  # truncated, empty, not a safetensors file
+                raise CheckpointError(f"{path} is not a readable safetensors file ({e}); it may be truncated or "
+                                      "damaged: download it again") from None
             self._handles[f] = handle
             for key in handle.keys():
                 self.where[key] = f

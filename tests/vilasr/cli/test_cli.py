@@ -22,9 +22,19 @@ def turn(block: str) -> str:
     return f"<think>box the cup</think> Action: Object Mapper\n```json\n{block}\n```"
 
 
-def test_draw_from_text(image_path, tmp_path, capsys):
+@pytest.fixture()
+def calls_file(tmp_path):
+    """A function writing a turn (from its JSON block) to a file and returning the path: --calls takes files."""
+    def write(block: str, name: str = "turn.txt") -> str:
+        path = tmp_path / name
+        path.write_text(turn(block), encoding="utf-8")
+        return str(path)
+    return write
+
+
+def test_draw_from_a_file(image_path, tmp_path, capsys, calls_file):
     out = tmp_path / "o" / "out.png"
-    assert main(["draw", str(image_path), "--calls", turn(BOXES), "--out", str(out)]) == 0
+    assert main(["draw", str(image_path), "--calls", calls_file(BOXES), "--out", str(out)]) == 0
     drawn = np.asarray(Image.open(out))
     assert tuple(drawn[5, 20]) == (255, 0, 0)  # the first box is red
     assert "image 2: 1 box(es)" in capsys.readouterr().out
@@ -45,24 +55,24 @@ def test_draw_from_file_several_sources_and_pil_backend(image_path, tmp_path):
     ('[{"index": 1, "bbox_2d": [1, 2, 3], "label": "x"}]', "ToolSchemaError"),
     ("[{'index': 1, 'bbox_2d': [1, 2", "ToolFormatError"),
 ])
-def test_draw_bad_calls_print_typed_error(image_path, tmp_path, capsys, block, error):
+def test_draw_bad_calls_print_typed_error(image_path, tmp_path, capsys, block, error, calls_file):
     out = tmp_path / "out.png"
-    assert main(["draw", str(image_path), "--calls", turn(block), "--out", str(out)]) == 2
+    assert main(["draw", str(image_path), "--calls", calls_file(block), "--out", str(out)]) == 2
     assert error in capsys.readouterr().err
     assert not out.exists()
 
 
-def test_draw_unreadable_image(tmp_path, capsys):
+def test_draw_unreadable_image(tmp_path, capsys, calls_file):
     bad = tmp_path / "bad.png"
     bad.write_text("not an image")
-    assert main(["draw", str(bad), "--calls", turn(BOXES), "--out", str(tmp_path / "o.png")]) == 2
+    assert main(["draw", str(bad), "--calls", calls_file(BOXES), "--out", str(tmp_path / "o.png")]) == 2
     assert "cannot read image" in capsys.readouterr().err
 
 
 def test_console_script_entry_point(image_path, tmp_path):
     out = tmp_path / "out.png"
-    proc = subprocess.run([sys.executable, "-m", "vilasr.cli", "draw", str(image_path), "--calls", turn(BOXES),
-                           "--out", str(out)], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([sys.executable, "-m", "vilasr.cli", "draw", str(image_path), "--calls", "-",
+                           "--out", str(out)], input=turn(BOXES), capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert out.exists()
 
@@ -137,3 +147,24 @@ def test_infer_use_picks_a_preset_and_flags_override_it(capsys):
     shown = " ".join(capsys.readouterr().out.split())
     assert "--max-turn-tokens MAX_TURN_TOKENS tokens per model turn (defaults: eval: 16384, rl: 1024)" in shown
     assert "--temperature TEMPERATURE sampling temperature; 0 = greedy (defaults: eval: 0.75, rl: 1.0)" in shown
+
+
+def test_every_flag_has_help_and_shows_its_default():
+    import argparse
+
+    from vilasr.cli import build_parser
+
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    assert set(commands) >= {"draw", "demo", "infer", "synth"}
+    for name, sub in commands.items():
+        formatter = sub._get_formatter()
+        for action in sub._actions:
+            if isinstance(action, argparse._HelpAction):
+                continue
+            assert action.help, (name, action.dest)
+            default = action.default
+            if action.option_strings and not action.required and default not in (None, [], argparse.SUPPRESS) \
+                    and default is not False:
+                shown = " ".join(formatter._format_action(action).split())
+                assert "default" in shown, (name, shown)

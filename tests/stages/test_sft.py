@@ -216,7 +216,7 @@ def test_a_truncated_checkpoint_is_reported_and_the_previous_one_used(data, stra
 
 
 # ----------------------------------------------------------------------------- errors before compiling
-def test_errors_before_any_compile(data, tmp_path):
+def test_errors_before_any_compile(data, straight, tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         run_sft(data=tmp_path / "missing.json", out=tmp_path / "o", preset="tiny", config=small())
     with pytest.raises(ConfigError, match="does not divide over 8 devices"):
@@ -225,10 +225,10 @@ def test_errors_before_any_compile(data, tmp_path):
         small(batch_size=4, micro_batch_size=3)
     with pytest.raises(ConfigError, match=r"needs at least \d+\.\d GiB"):
         check_host_memory(Qwen25VLConfig.preset("7b"), TrainConfig())
-    run_sft(data=data, out=tmp_path / "o", preset="tiny", devices=1, progress=False, config=small(max_steps=2))
+    shutil.copytree(straight[0], tmp_path / "o")
     with pytest.raises(CheckpointError, match="learning_rate"):
         run_sft(data=data, out=tmp_path / "o", preset="tiny", devices=1, progress=False,
-                config=small(max_steps=2, learning_rate=1e-4))
+                config=small(max_steps=6, learning_rate=1e-4))
 
 
 def test_bad_records_are_skipped_and_counted(data, tmp_path):

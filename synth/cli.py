@@ -43,7 +43,8 @@ EXIT_BAD_INPUT = 2
 HOST_TAG = f"{zlib.crc32(socket.gethostname().encode()):08x}"
 
 
-def _count(text: str) -> int:
+def non_negative_int(text: str) -> int:
+    """argparse type: a whole number >= 0 (seeds, counts). (vilasr's command line uses it too.)"""
     try:
         value = int(text)
     except ValueError:
@@ -65,11 +66,11 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("family", choices=[*FAMILIES, "gallery"], help="task family, or 'gallery' for example PNGs")
     p.add_argument("--out", type=Path, required=True, help="output folder (created atomically; must not exist "
                    "unless --overwrite)")
-    p.add_argument("--n", type=_count, default=None,
+    p.add_argument("--n", type=non_negative_int, default=None,
                    help="samples in the train split (default 0 if --n-test is given); gallery: examples per "
                         "family (default 3)")
-    p.add_argument("--n-test", type=_count, default=0, help="samples in the test split (default: 0)")
-    p.add_argument("--seed", type=_count, default=0, help="seed (>= 0); sample i of a seed is always the same "
+    p.add_argument("--n-test", type=non_negative_int, default=0, help="samples in the test split (default: 0)")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="seed (>= 0); sample i of a seed is always the same "
                    "(default: 0)")
     p.add_argument("--format", choices=FORMATS, default=None,
                    help="sharegpt: LLaMA-Factory JSON + PNGs (default); benchmark: ViLaSR-eval JSON (questions "

@@ -87,17 +87,6 @@ def add_config_flags(parser: argparse.ArgumentParser, config_class, names: Itera
             parser.add_argument(flag, type=_parser(kind, optional), **kw)
 
 
-def non_negative_int(text: str) -> int:
-    """argparse type: a whole number >= 0 (seeds, counts)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
-
-
 def given_flags(args: argparse.Namespace, names: Iterable[str]) -> dict:
     """The named flags the command line gave (flags added with `presets` are absent otherwise)."""
     return {name: getattr(args, name) for name in names if hasattr(args, name)}

@@ -12,7 +12,8 @@ import re
 from pathlib import Path
 
 from drawing_ops.protocol import ProblemType, PromptTemplate
-from vilasr.cli.flags import HelpFormatter, add_config_flags, config_from_args, non_negative_int
+from synth.cli import non_negative_int
+from vilasr.cli.flags import HelpFormatter, add_config_flags, config_from_args
 from vilasr.uses import Use
 
 OUT_FILES = ("image_*.png",)

@@ -43,10 +43,9 @@ def grow_cache(cache: KVCache, max_len: int) -> KVCache:
     extra = max_len - cache.max_len
     if extra <= 0:
         return cache
-    k_pad = lambda a: jnp.pad(a, [(0, 0), (0, 0), (0, 0), (0, extra)])  # noqa: E731  (B, KV, D, S)
-    v_pad = lambda a: jnp.pad(a, [(0, 0), (0, 0), (0, extra), (0, 0)])  # noqa: E731  (B, KV, S, D)
-    return dataclasses.replace(cache, k=tuple(map(k_pad, cache.k)), v=tuple(map(v_pad, cache.v)),
-                               mask=jnp.pad(cache.mask, [(0, 0), (0, extra)]))
+    k = jnp.pad(cache.k, [(0, 0)] * 4 + [(0, extra)])  # (layers, B, KV, D, S)
+    v = jnp.pad(cache.v, [(0, 0)] * 3 + [(0, extra), (0, 0)])  # (layers, B, KV, S, D)
+    return dataclasses.replace(cache, k=k, v=v, mask=jnp.pad(cache.mask, [(0, 0), (0, extra)]))
 
 
 # ----------------------------------------------------------------------------- token choice

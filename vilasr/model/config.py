@@ -170,10 +170,9 @@ class TextConfig:
 class Qwen25VLConfig:
     """The whole model: vision tower + decoder + special token ids + runtime options.
 
-    Runtime options, not written to config.json: `remat` (a `Remat` policy for every scanned
-    layer, decoder and vision tower; True/False are read as 'full'/'none') and `unroll_layers`
-    (emit each layer as its own code instead of one loop body: compile time then grows with
-    depth; the peer of compile-time benchmarks).
+    `remat` (what the backward pass keeps of each layer, decoder and vision tower: a `Remat`
+    policy; True/False read as 'full'/'none') is a runtime option and is not written to
+    config.json.
     """
 
     vision: VisionConfig = dataclasses.field(default_factory=VisionConfig)
@@ -187,7 +186,6 @@ class Qwen25VLConfig:
     pad_token_id: int | None = 151643
     tie_word_embeddings: bool = False
     remat: Remat = Remat.NONE
-    unroll_layers: bool = False
 
     def __post_init__(self):
         # Accept lists for tuple fields (e.g. from JSON) and keep the dataclass hashable.

@@ -1,6 +1,6 @@
 """Building blocks shared by the vision tower and the decoder: parameters with logical axis names,
 Dense, RMSNorm, the gated MLP, rotary embedding and softmax attention helpers, and stacked layers
-run by one `lax.scan` over depth (`stack_layers`, `scan_layers`).
+run by one `lax.scan` over depth (`stack_layers`, `run_layers`).
 
 Every parameter is created through `param()` so that it carries logical axis names as NNX
 sharding metadata (`out_sharding`); `tpu/` maps those names to mesh axes. Eager sharding at
@@ -170,6 +170,16 @@ def _stack(*values):
     return jnp.asarray(np.stack([np.asarray(v) for v in values]))  # on the host: no compilation
 
 
+def unstack_layers(layers: nnx.Module) -> nnx.List:
+    """The layers of a stacked module held apart: one module per layer, on static slices of the
+    stacked parameters (gradients flow back to them)."""
+    graphdef, params = nnx.split(layers)
+    n = jax.tree.leaves(params)[0].shape[0]
+    axis = {nnx.PARTITION_NAME: LAYERS}
+    return nnx.List([nnx.merge(graphdef, nnx.spmd.remove_axis(jax.tree.map(lambda a: a[i], params), 0, axis))
+                     for i in range(n)])
+
+
 _POLICIES = {
     Remat.FULL: jax.checkpoint_policies.nothing_saveable,
     # matmuls against a weight have no batch dimension (Dense is one 2D dot); attention's do
@@ -177,21 +187,36 @@ _POLICIES = {
 }
 
 
-def scan_layers(layers: nnx.Module, step, carry, xs=None, *, remat: Remat = Remat.NONE, unroll: bool = False):
-    """`carry = step(layer, carry, x)` for every layer of a stacked module, in one `lax.scan`.
+def run_layers(layers: nnx.Module, step, carry, *, remat: Remat = Remat.NONE):
+    """`carry = step(layer, carry, i)` for every layer `i` in order, where `layer` is a module
+    with that layer's parameters.
 
-    `layer` is the module with one layer's parameters; `xs` (optional) holds per-layer inputs
-    with the layers on the leading axis. `remat` sets what the backward pass keeps of each
-    layer; `unroll=True` emits every layer as its own code (same result, compile time grows
-    with depth).
+    `layers` is stacked (`stack_layers`): one `lax.scan` over depth, `i` a traced int32, so the
+    program holds one layer's code whatever the depth. Or it is held apart (`unstack_layers`):
+    a Python loop, `i` a Python int, one copy of the code per layer. `remat` sets what the
+    backward pass keeps of each layer.
     """
+    apart = isinstance(layers, nnx.List)
+
+    def one_layer(graphdef, i):
+        def run(params, carry):
+            return step(nnx.merge(graphdef, params), carry, i)
+        if remat is Remat.NONE:
+            return run
+        # inside a scan nothing is CSE'd across iterations anyway; unrolled code needs the guard
+        return jax.checkpoint(run, policy=_POLICIES[remat], prevent_cse=apart)
+
+    if apart:
+        for i, layer in enumerate(layers):
+            graphdef, params = nnx.split(layer)
+            carry = one_layer(graphdef, i)(params, carry)
+        return carry
     graphdef, params = nnx.split(layers)
+    n = jax.tree.leaves(params)[0].shape[0]
 
     def body(carry, inputs):
-        layer_params, x = inputs
-        return step(nnx.merge(graphdef, layer_params), carry, x), None
+        layer_params, i = inputs
+        return one_layer(graphdef, i)(layer_params, carry), None
 
-    if remat is not Remat.NONE:
-        body = jax.checkpoint(body, policy=_POLICIES[remat], prevent_cse=False)  # scan already stops CSE
-    carry, _ = jax.lax.scan(body, carry, (params, xs), unroll=unroll)
+    carry, _ = jax.lax.scan(body, carry, (params, jnp.arange(n, dtype=jnp.int32)))
     return carry

@@ -38,9 +38,13 @@ rope delta" as in transformers. For a text chunk (`image_grid_thw is None`) posi
 
 Layers. The decoder's layers are one stacked `DecoderLayer` (every parameter has a leading
 axis of `num_hidden_layers`, logical name `layers`), run by one `lax.scan` over depth
-(`layers.scan_layers`), so compile time and program size do not grow with depth; the vision
+(`layers.run_layers`), so compile time and program size do not grow with depth; the vision
 tower's blocks likewise. With a cache, the scan carries the stacked cache and each layer writes
-its new keys/values into its own slice in place (`Attention`).
+its new keys/values into its own slice in place (`Attention`). `model.apart()` is the same
+model with each layer its own module (static slices of the stacked parameters), run by a
+Python loop: the sampler's decode loop uses it on XLA:CPU together with a per-layer cache
+(`KVCache.per_layer`), because XLA:CPU copies every slice of an array before a library matmul
+reads it (see `keep_layers_apart`); it is also the unrolled peer of compile-time benchmarks.
 
 Jitting. For speed, jit pure functions of the split state (`graphdef, state = nnx.split(model)`;
 `jax.jit(lambda state, ...: nnx.merge(graphdef, state)(...))`) or use `nnx.jit(..., graph=False)`;
@@ -60,7 +64,8 @@ from tpu import logical
 from vilasr.model import hf
 from vilasr.model.attention import CACHE_BLOCK, KVCache, cached_attention, grouped_attention
 from vilasr.model.config import Qwen25VLConfig, Remat, TextConfig
-from vilasr.model.layers import Dense, GatedMLP, RMSNorm, apply_rotary, param, scan_layers, stack_layers
+from vilasr.model.layers import (Dense, GatedMLP, RMSNorm, apply_rotary, param, run_layers, stack_layers,
+                                 unstack_layers)
 from vilasr.model.rope import get_rope_index, mrope_cos_sin, offset_positions, text_positions
 from vilasr.model.vision import VisionPlan, VisionTower, vision_plan
 
@@ -120,11 +125,15 @@ class Attention(nnx.Module):
                                     causal=True)
             return self.o(out), None
         ck, cv = kv_cache
-        zero = jnp.zeros((), jnp.int32)
-        new_k = jax.lax.dynamic_update_slice(ck, k.swapaxes(2, 3)[None].astype(ck.dtype),
-                                             (layer, zero, zero, zero, index))
-        new_v = jax.lax.dynamic_update_slice(cv, v[None].astype(cv.dtype), (layer, zero, zero, index, zero))
-        new_k, new_v = logical.constrain(new_k, KVCache.K_AXES), logical.constrain(new_v, KVCache.V_AXES)
+        k, zero = k.swapaxes(2, 3), jnp.zeros((), jnp.int32)  # keys transposed: (B, KV, D, L)
+        if layer is not None:  # stacked caches of all layers: write into this layer's slice
+            k, v, lead = k[None], v[None], (layer,)
+        else:
+            lead = ()
+        new_k = jax.lax.dynamic_update_slice(ck, k.astype(ck.dtype), (*lead, zero, zero, zero, index))
+        new_v = jax.lax.dynamic_update_slice(cv, v.astype(cv.dtype), (*lead, zero, zero, index, zero))
+        new_k = logical.constrain(new_k, KVCache.K_AXES[1 - len(lead):])
+        new_v = logical.constrain(new_v, KVCache.V_AXES[1 - len(lead):])
         # the barrier keeps the write a separate, in-place step before the reads
         new_k, new_v = jax.lax.optimization_barrier((new_k, new_v))
         out = cached_attention(q, new_k, new_v, mask, index + l, self.groups, self.dtype, layer)
@@ -159,7 +168,7 @@ class Qwen25VL(nnx.Module):
         self.config = config
         self.dtype = dtype
         self.param_dtype = param_dtype
-        self.visual = VisionTower(config.vision, remat=config.remat, unroll=config.unroll_layers, **kw)
+        self.visual = VisionTower(config.vision, remat=config.remat, **kw)
         self.embed = param(rngs, "normal", (t.vocab_size, t.hidden_size), ("vocab", "embed"), param_dtype,
                            t.initializer_range)
         self.layers = stack_layers(lambda: DecoderLayer(t, **kw), t.num_hidden_layers)  # one stacked layer
@@ -180,6 +189,17 @@ class Qwen25VL(nnx.Module):
     def save_pretrained(self, out_dir, **kwargs) -> None:
         """Write config.json + safetensors that transformers loads; see vilasr.model.hf."""
         hf.save_pretrained(self, out_dir, **kwargs)
+
+    def apart(self) -> "Qwen25VL":
+        """The same model with the decoder's layers and the vision blocks held apart: one module
+        per layer on static slices of the stacked parameters, run by a Python loop (see the
+        module docstring, Layers). Meant to be called inside a jitted function: the slices are
+        taken there (gradients flow back to the stacked parameters); `self` is not changed."""
+        graphdef, state = nnx.split(self)
+        other = nnx.merge(graphdef, state, copy=True)
+        other.layers = unstack_layers(self.layers)
+        other.visual.blocks = unstack_layers(self.visual.blocks)
+        return other
 
     def init_cache(self, batch: int, max_len: int, dtype=None) -> KVCache:
         """An empty cache with room for `max_len` slots (rounded up to a multiple of CACHE_BLOCK)."""
@@ -276,22 +296,28 @@ class Qwen25VL(nnx.Module):
         positions = jnp.asarray(positions, jnp.int32)
         cos, sin = mrope_cos_sin(positions, cfg.text)
 
-        scan = dict(unroll=cfg.unroll_layers)
         if cache is None:
             # key padding mask; grouped_attention adds the causal part per query block
-            x = scan_layers(self.layers, lambda layer, x, _: layer(x, cos, sin, mask)[0], x, remat=cfg.remat, **scan)
+            x = run_layers(self.layers, lambda layer, x, _: layer(x, cos, sin, mask)[0], x, remat=cfg.remat)
             new_cache = None
         else:
             index = cache.index
             slot_mask = jax.lax.dynamic_update_slice(cache.mask, mask, (0, index))
             q_slot = index + jnp.arange(l)
             attn_mask = slot_mask[:, None, :] & (jnp.arange(cache.max_len)[None, None, :] <= q_slot[None, :, None])
-            def step(layer, carry, i):  # the carry holds the whole stacked cache: written in place
-                x, kv = carry
-                return layer(x, cos, sin, attn_mask, kv, index, i)
+            per_layer = isinstance(cache.k, tuple)
+            if per_layer and not isinstance(self.layers, nnx.List):
+                raise ValueError("a per-layer cache (KVCache.per_layer) needs the layers apart: use model.apart()")
 
-            layer_ids = jnp.arange(cfg.text.num_hidden_layers, dtype=jnp.int32)
-            x, (k, v) = scan_layers(self.layers, step, (x, (cache.k, cache.v)), layer_ids, **scan)
+            def step(layer, carry, i):
+                x, (k, v) = carry
+                if per_layer:  # i is a Python int: this layer's own cache arrays
+                    x, (k_i, v_i) = layer(x, cos, sin, attn_mask, (k[i], v[i]), index)
+                    return x, (k[:i] + (k_i,) + k[i + 1:], v[:i] + (v_i,) + v[i + 1:])
+                # the carry holds the whole stacked cache: layer i writes its slice in place
+                return layer(x, cos, sin, attn_mask, (k, v), index, i)
+
+            x, (k, v) = run_layers(self.layers, step, (x, (cache.k, cache.v)))
             chunk_max = jnp.max(jnp.where(mask[None], positions, -1), axis=(0, 2))
             next_pos = jnp.where(mask.any(axis=1), chunk_max + 1, cache.next_pos).astype(jnp.int32)
             new_cache = KVCache(k=k, v=v, mask=slot_mask,

@@ -20,7 +20,7 @@ from flax import nnx
 
 from tpu import logical
 from vilasr.model.config import Remat, VisionConfig
-from vilasr.model.layers import (NEG_INF, Dense, GatedMLP, RMSNorm, apply_rotary, scan_layers, softmax_attend,
+from vilasr.model.layers import (NEG_INF, Dense, GatedMLP, RMSNorm, apply_rotary, run_layers, softmax_attend,
                                  stack_layers)
 
 # ----------------------------------------------------------------------------- host-side plan
@@ -240,12 +240,11 @@ class PatchMerger(nnx.Module):
 class VisionTower(nnx.Module):
     """pixel patches (N, C*T*P*P) + plan -> merged image features (N / 4, text hidden)."""
 
-    def __init__(self, cfg: VisionConfig, *, remat: Remat | str | bool = Remat.NONE, unroll: bool = False,
-                 dtype=jnp.float32, param_dtype=jnp.float32, rngs: nnx.Rngs):
+    def __init__(self, cfg: VisionConfig, *, remat: Remat | str | bool = Remat.NONE, dtype=jnp.float32,
+                 param_dtype=jnp.float32, rngs: nnx.Rngs):
         kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
         self.cfg = cfg
         self.remat = Remat.of(remat)
-        self.unroll = unroll
         self.dtype = dtype
         self.patch_embed = Dense((cfg.patch_dim,), (cfg.hidden_size,), ("vision_patch", "vision_embed"),
                                  use_bias=False, std=cfg.initializer_range, **kw)
@@ -260,11 +259,16 @@ class VisionTower(nnx.Module):
         x = x.reshape(n // unit, unit, -1)[plan.window_index].reshape(n, -1)
         x = logical.constrain(x, ("vision_tokens", "vision_embed"))
         cos, sin = vision_rope(plan.rope_pos, cfg)
-        # Full-attention blocks sit at some depths only: a per-block flag (scanned with the
-        # parameters) selects the attention; when all blocks agree it is a Python constant.
+        # Full-attention blocks sit at some depths only: inside the scan a per-block flag picks
+        # the attention (a Python bool where the depth is static or all blocks agree).
         full = np.isin(np.arange(cfg.depth), cfg.fullatt_block_indexes)
-        flags = jnp.asarray(full) if 0 < full.sum() < cfg.depth else None
-        constant = bool(full.all())
-        x = scan_layers(self.blocks, lambda block, x, f: block(x, cos, sin, plan, constant if f is None else f),
-                        x, flags, remat=self.remat, unroll=self.unroll)
+
+        def step(block, x, i):
+            if isinstance(i, int) or full.all() or not full.any():
+                flag = bool(full[i if isinstance(i, int) else 0])
+            else:
+                flag = jnp.asarray(full)[i]
+            return block(x, cos, sin, plan, flag)
+
+        x = run_layers(self.blocks, step, x, remat=self.remat)
         return self.merger(x)[plan.reverse_index]

@@ -144,6 +144,11 @@ def test_from_pretrained_places_shards_on_a_mesh(saved):
     emb = model.embed.get_value()
     assert isinstance(emb.sharding, jax.sharding.NamedSharding)
     assert emb.sharding.spec == jax.sharding.PartitionSpec(None, "fsdp")
+    # a stacked parameter: its `layers` axis whole on every device, the rest sharded by its names
+    gate = model.layers.mlp.gate.kernel.get_value()
+    assert gate.shape[0] == CFG.text.num_hidden_layers
+    assert tuple(gate.sharding.spec)[:2] == (None, "fsdp")
+    assert gate.addressable_shards[0].data.shape == (CFG.text.num_hidden_layers, 128 // 8, 384)
     ids, pixels, grid = _inputs(CFG)
     assert np.abs(np.asarray(model(ids, pixels, grid)) - ref).max() <= TOL
 

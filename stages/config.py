@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 from vilasr.errors import ConfigError
+from vilasr.model.config import Remat
 from vilasr.uses import SFT_MAX_TOKENS, Use
 
 
@@ -60,7 +61,8 @@ class TrainConfig:
     weight_decay: float = _field(0.0, "AdamW weight decay")
     max_grad_norm: float = _field(1.0, "global gradient-norm clip; 0 = off")
     precision: str = _field(Precision.BF16.value, "compute dtype: bf16 or fp32 (weights stay fp32)")
-    remat: bool = _field(False, "recompute each decoder layer in the backward pass (less memory)")
+    remat: str = _field(Remat.NONE.value, "what each layer keeps for the backward pass: none (keep all), "
+                                          "dots (keep matmul outputs) or full (recompute the layer)")
     freeze_vision: bool = _field(True, "keep the vision tower and its patch merger fixed")
     max_seq_len: int = _field(SFT_MAX_TOKENS, "cut sequences at this many tokens")
     max_pixels: int = _field(Use.SFT.max_pixels, "resize images to at most this many pixels")
@@ -83,7 +85,7 @@ class TrainConfig:
         _check(self.max_pixels >= 28 * 28, f"max_pixels must be >= {28 * 28}, got {self.max_pixels}")
         _check(self.save_every >= 1 and self.keep_checkpoints >= 1 and self.log_every >= 1,
                "save_every, keep_checkpoints and log_every must be >= 1")
-        for name, kind in (("schedule", Schedule), ("precision", Precision)):
+        for name, kind in (("schedule", Schedule), ("precision", Precision), ("remat", Remat)):
             value = getattr(self, name)
             try:
                 object.__setattr__(self, name, kind(value).value)

@@ -22,6 +22,7 @@ from stages.data import SkipLog, batches, open_source
 from stages.trainer import RunResult, StopReason, Trainer, check_host_memory, compute_dtype
 from vilasr.errors import ConfigError
 from vilasr.model import Qwen25VL, Qwen25VLConfig
+from vilasr.model.config import Remat
 from vilasr.processing import Processor
 from vilasr.processing.processor import TINY_MAX_PIXELS
 
@@ -43,12 +44,12 @@ def load_model(*, preset: str | None, model_dir: Path | None, config: TrainConfi
 
         model_config = read_config(Path(model_dir))
         check_host_memory(model_config, config)
-        model = Qwen25VL.from_pretrained(model_dir, dtype=dtype, param_dtype=jnp.float32, remat=config.remat)
+        model = Qwen25VL.from_pretrained(model_dir, dtype=dtype, param_dtype=jnp.float32, remat=Remat(config.remat))
         return model, Processor.from_pretrained(model_dir, max_pixels=config.max_pixels)
     if preset not in BUILT_IN_PRESETS:
         raise ConfigError(f"preset {preset!r} has no built-in tokenizer; pass --model DIR (a local Hugging Face "
                           f"folder of that size), or use one of {BUILT_IN_PRESETS}")
-    model_config = Qwen25VLConfig.preset(preset).replace(remat=config.remat)
+    model_config = Qwen25VLConfig.preset(preset).replace(remat=Remat(config.remat))
     check_host_memory(model_config, config)
     model = Qwen25VL(model_config, dtype=dtype, param_dtype=jnp.float32, rngs=nnx.Rngs(config.seed))
     # the tiny preset sees small images whatever the recipe says (its processor's budget)

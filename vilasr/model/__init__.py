@@ -9,12 +9,12 @@
     hf.py         Hugging Face safetensors import and export, as plain functions
 """
 
-from vilasr.model.attention import CACHE_BLOCK, KVCache, cached_attention, grouped_attention
+from vilasr.model.attention import CACHE_BLOCK, KVCache, cached_attention, grouped_attention, keep_layers_apart
 from vilasr.model.config import Qwen25VLConfig, TextConfig, VisionConfig
 from vilasr.model.qwen25vl import Qwen25VL, prepare_inputs
 from vilasr.model.rope import get_rope_index, mrope_cos_sin
 from vilasr.model.vision import VisionPlan, vision_plan
 
 __all__ = ["CACHE_BLOCK", "KVCache", "Qwen25VL", "Qwen25VLConfig", "TextConfig", "VisionConfig", "VisionPlan",
-           "cached_attention", "get_rope_index", "grouped_attention", "mrope_cos_sin", "prepare_inputs",
-           "vision_plan"]
+           "cached_attention", "get_rope_index", "grouped_attention", "keep_layers_apart", "mrope_cos_sin",
+           "prepare_inputs", "vision_plan"]

@@ -1,5 +1,6 @@
 """Decoder attention: grouped-query attention without a cache (causal, blockwise) and over the
-fixed-size KV cache the sampler decodes with (`KVCache`; contract in vilasr/model/qwen25vl.py).
+fixed-size KV cache the sampler decodes with (`KVCache`, one stacked array per keys and values;
+contract in vilasr/model/qwen25vl.py).
 """
 
 from __future__ import annotations
@@ -14,10 +15,16 @@ from vilasr.model.layers import NEG_INF, softmax_attend
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
 class KVCache:
-    """Fixed-size decoding state; see the module docstring for the contract."""
+    """Fixed-size decoding state, one stacked array per keys and values (all layers); see the
+    contract in vilasr/model/qwen25vl.py.
 
-    k: tuple[jax.Array, ...]
-    v: tuple[jax.Array, ...]
+    Inside a decode loop on XLA:CPU the sampler holds k and v apart, as tuples of per-layer
+    (B, ...) arrays (`per_layer()`, back with `stacked()`; see `keep_layers_apart`), which a
+    model with its layers apart (`Qwen25VL.apart()`) reads and writes.
+    """
+
+    k: jax.Array  # (layers, B, KV, head_dim, max_len): keys stored transposed
+    v: jax.Array  # (layers, B, KV, max_len, head_dim)
     mask: jax.Array
     index: jax.Array
     next_pos: jax.Array
@@ -26,9 +33,19 @@ class KVCache:
     def max_len(self) -> int:
         return self.mask.shape[1]
 
+    def per_layer(self) -> "KVCache":
+        """k and v as tuples of per-layer (B, ...) arrays (one copy of the cache)."""
+        return dataclasses.replace(self, k=tuple(self.k), v=tuple(self.v))
+
+    def stacked(self) -> "KVCache":
+        """The inverse of `per_layer()` (a no-op on a stacked cache)."""
+        if not isinstance(self.k, tuple):
+            return self
+        return dataclasses.replace(self, k=jnp.stack(self.k), v=jnp.stack(self.v))
+
     # Logical axis names of each array (for `tpu/` shardings).
-    K_AXES = ("batch", "kv_heads", "kv", "cache_length")
-    V_AXES = ("batch", "kv_heads", "cache_length", "kv")
+    K_AXES = ("layers", "batch", "kv_heads", "kv", "cache_length")
+    V_AXES = ("layers", "batch", "kv_heads", "cache_length", "kv")
     MASK_AXES = ("batch", "cache_length")
 
 
@@ -85,22 +102,47 @@ def _reads_whole_cache(chunk_len: int) -> bool:
     return chunk_len == 1 and jax.default_backend() == "cpu"
 
 
-def cached_attention(q, ck, cv, mask, used, groups: int, dtype, whole: bool | None = None):
-    """GQA of a chunk over the (already updated) cache: q (B, L, H, D), ck (B, KV, D, S) (keys
-    transposed), cv (B, KV, S, D), mask (B, L, S) bool, `used` (traced) the number of slots
-    written so far -> (B, L, H, D).
+def keep_layers_apart() -> bool:
+    """Whether a decode loop should run the model with its layers apart (`Qwen25VL.apart()`) on a
+    per-layer cache (`KVCache.per_layer()`) rather than scanning the stacked ones.
+
+    Only on XLA:CPU, which copies any slice of an array (one layer of the stacked cache or of a
+    stacked weight) before a library matmul reads it: every step would copy the whole cache and
+    all layer weights once, ~40% of a small model's step. Apart, each layer's cache is its own
+    buffer, written and read in place, and the weights are sliced once before the loop; the
+    split and the re-stacking cost one copy of the cache each per decode call, not per step.
+    Other backends (TPU) fuse the slices into their consumers: the cache stays stacked (no
+    second copy of it) and the layers scanned.
+    """
+    return jax.default_backend() == "cpu"
+
+
+def cached_attention(q, ck, cv, mask, used, groups: int, dtype, layer=None, whole: bool | None = None):
+    """GQA of a chunk over the (already updated) cache of one layer: q (B, L, H, D), ck
+    (B, KV, D, S) (keys transposed), cv (B, KV, S, D), mask (B, L, S) bool, `used` (traced) the
+    number of slots written so far -> (B, L, H, D). With `layer` (traced or not), ck and cv are
+    the stacked caches of all layers (a leading layer axis) and layer `layer` is read.
 
     By default only the cache blocks holding written slots are read, with a running (online)
     softmax, so a step costs the length of the conversation so far, not the cache's capacity;
     `whole` (default: `_reads_whole_cache`) reads every slot in one pass instead. The cache is
-    read with four-dimensional slices and contractions, never reshaped: a reshape makes XLA:CPU
-    fuse the in-place cache write into each reader, copying the whole cache every step.
+    read with slices and contractions of the stacked arrays, never reshaped: a reshape makes
+    XLA:CPU fuse the in-place cache write into each reader, copying the whole cache every step.
     """
     b, l, h, d = q.shape
-    kv, s = ck.shape[1], ck.shape[3]
+    kv, s = ck.shape[-3], ck.shape[-1]
     n = l * groups
     qt = q.reshape(b, l, kv, groups, d).transpose(0, 2, 1, 3, 4).reshape(b, kv, n, d) * (d ** -0.5)
     rows = jnp.repeat(mask, groups, axis=1)[:, None]  # (B, 1, L*G, S); query rows in (L, G) order
+    lead = () if layer is None else (layer,)
+
+    def read(cache, start, size, slot_axis):  # `size` slots from `start` of this layer: (B, KV, ...)
+        begin, shape = [0, 0, 0, 0], [b, kv, d, d]
+        begin[slot_axis], shape[slot_axis] = start, size
+        if not lead and size == s:
+            return cache
+        out = jax.lax.dynamic_slice(cache, [*lead, *begin], [1] * len(lead) + shape)
+        return out[0] if lead else out
 
     def attend(kb, vb, mb):  # one block of keys: unnormalised (max, sum, sum of p @ v)
         scores = jnp.einsum("bkqd,bkds->bkqs", qt, kb.astype(dtype), preferred_element_type=jnp.float32)
@@ -113,13 +155,12 @@ def cached_attention(q, ck, cv, mask, used, groups: int, dtype, whole: bool | No
     if whole is None:
         whole = _reads_whole_cache(l)
     if whole:
-        _, total, acc = attend(ck, cv, rows)
+        _, total, acc = attend(read(ck, 0, s, 3), read(cv, 0, s, 2), rows)
     else:
         def block(j, carry):
             top, total, acc = carry
             start = j * CACHE_BLOCK
-            kb = jax.lax.dynamic_slice(ck, (0, 0, 0, start), (b, kv, d, CACHE_BLOCK))
-            vb = jax.lax.dynamic_slice(cv, (0, 0, start, 0), (b, kv, CACHE_BLOCK, d))
+            kb, vb = read(ck, start, CACHE_BLOCK, 3), read(cv, start, CACHE_BLOCK, 2)
             mb = jax.lax.dynamic_slice(rows, (0, 0, 0, start), (b, 1, n, CACHE_BLOCK))
             block_top, block_total, block_pv = attend(kb, vb, mb)
             new_top = jnp.maximum(top, block_top)

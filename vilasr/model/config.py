@@ -13,11 +13,38 @@ every transformers version since 4.49 loads); `to_hf_dict(layout="nested")` writ
 from __future__ import annotations
 
 import dataclasses
+import enum
 from typing import Any
 
 from vilasr.errors import ConfigError
 
 _SUPPORTED_ROPE_TYPES = ("default", "mrope")
+
+
+class Remat(str, enum.Enum):
+    """What each scanned layer keeps for the backward pass (the rest is recomputed).
+
+    NONE keeps every activation; FULL keeps only the layer's input (least memory, one more
+    forward); DOTS keeps the outputs of the weight matmuls and recomputes the rest (attention
+    scores included, whose size grows with the square of the sequence).
+    """
+
+    NONE = "none"
+    FULL = "full"
+    DOTS = "dots"
+
+    @classmethod
+    def of(cls, value: "Remat | str | bool | None") -> "Remat":
+        """Accept a Remat, its name ('none', 'full', 'dots') or a bool (True = 'full')."""
+        if isinstance(value, cls):
+            return value
+        if value is None or isinstance(value, bool):
+            return cls.FULL if value else cls.NONE
+        try:
+            return cls(str(value).lower())
+        except ValueError:
+            raise ConfigError(f"unknown remat policy {value!r}; choose one of "
+                              f"{[m.value for m in cls]} (or True/False)") from None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -143,8 +170,9 @@ class TextConfig:
 class Qwen25VLConfig:
     """The whole model: vision tower + decoder + special token ids + runtime options.
 
-    `remat` (rematerialise each block in the backward pass) is a runtime option and is not
-    written to config.json.
+    `remat` (what the backward pass keeps of each layer, decoder and vision tower: a `Remat`
+    policy; True/False read as 'full'/'none') is a runtime option and is not written to
+    config.json.
     """
 
     vision: VisionConfig = dataclasses.field(default_factory=VisionConfig)
@@ -157,11 +185,12 @@ class Qwen25VLConfig:
     eos_token_ids: tuple[int, ...] = (151645, 151643)
     pad_token_id: int | None = 151643
     tie_word_embeddings: bool = False
-    remat: bool = False
+    remat: Remat = Remat.NONE
 
     def __post_init__(self):
         # Accept lists for tuple fields (e.g. from JSON) and keep the dataclass hashable.
         object.__setattr__(self, "eos_token_ids", tuple(int(t) for t in self.eos_token_ids))
+        object.__setattr__(self, "remat", Remat.of(self.remat))
         if not isinstance(self.vision.fullatt_block_indexes, tuple) or not isinstance(
                 self.text.mrope_section, tuple):
             raise ConfigError("fullatt_block_indexes and mrope_section must be tuples; "

@@ -4,12 +4,17 @@ One mapping table (`_MODULES`) pairs each of our module paths with its transform
 current layout (`model.visual.*`, `model.language_model.*`, `lm_head`, transformers >= 4.52); the
 legacy layout of the released checkpoints (`visual.*`, `model.*`, `lm_head`) is the same table
 with two prefixes rewritten. Each kind of tensor (`TensorKind`) has one converter (`TensorRule`).
+A transformers name with `{i}` is a per-layer tensor: our parameter is the stack of all layers'
+tensors on a leading `layers` axis (the decoder's layers and the vision blocks are scanned).
 
-Loading reads one tensor at a time with `safetensors.safe_open(framework="numpy")`, converts and
-casts it on the host, and places it: with a `mesh`, each device receives only its own shard via
-`jax.make_array_from_callback` on the `NamedSharding` derived from the parameter's logical names
-(rules from the `rules=` argument or the enclosing `nnx.logical_axis_rules`), so no device ever
-holds a full copy of a sharded tensor. A mesh with Explicit axes (`jax.make_mesh`'s default) is
+Loading builds one parameter at a time on the host: a stacked one is allocated once and its
+layer slices are filled from the per-layer tensors, read with `safetensors.safe_open(
+framework="numpy")`, converted and cast one by one. Each parameter is then placed once: with a
+`mesh`, each device receives only its own shard via `jax.make_array_from_callback` on the
+`NamedSharding` derived from the parameter's logical names (rules from the `rules=` argument or
+the enclosing `nnx.logical_axis_rules`), so no device ever holds a full copy of a sharded tensor
+and the host never holds more than one parameter. Saving splits a stacked parameter again,
+fetching one layer at a time. A mesh with Explicit axes (`jax.make_mesh`'s default) is
 used with its axes in Auto mode (`logical.auto_axes`): run sharded code under
 `jax.set_mesh(logical.auto_axes(mesh))`.
 """
@@ -32,7 +37,7 @@ from flax import nnx
 
 from tpu import logical
 from vilasr.errors import CheckpointError, ConfigError
-from vilasr.model.config import Qwen25VLConfig
+from vilasr.model.config import Qwen25VLConfig, Remat
 
 class TensorKind(enum.Enum):
     """How a parameter's array differs from its transformers tensor."""
@@ -44,8 +49,9 @@ class TensorKind(enum.Enum):
 
 
 class ModuleMapping(NamedTuple):
-    """One row of the table: our module path, its transformers path (new layout), the kind of its
-    `kernel`, and how many leading axes of the kernel are input axes."""
+    """One row of the table: our module path, its transformers path (new layout; "{i}" marks a
+    per-layer module, stacked on our side), the kind of its `kernel`, and how many leading axes
+    of the kernel (after the `layers` axis) are input axes."""
 
     ours: str
     hf: str
@@ -56,32 +62,31 @@ class ModuleMapping(NamedTuple):
 _L, _C, _N = TensorKind.LINEAR, TensorKind.CONV, TensorKind.COPY
 _MODULES: tuple[ModuleMapping, ...] = tuple(ModuleMapping(*row) for row in (
     ("visual.patch_embed", "model.visual.patch_embed.proj", _C, 1),
-    ("visual.blocks.{i}.norm1", "model.visual.blocks.{i}.norm1", _N, 0),
-    ("visual.blocks.{i}.norm2", "model.visual.blocks.{i}.norm2", _N, 0),
-    ("visual.blocks.{i}.attn.qkv", "model.visual.blocks.{i}.attn.qkv", _L, 1),
-    ("visual.blocks.{i}.attn.proj", "model.visual.blocks.{i}.attn.proj", _L, 2),
-    ("visual.blocks.{i}.mlp.gate", "model.visual.blocks.{i}.mlp.gate_proj", _L, 1),
-    ("visual.blocks.{i}.mlp.up", "model.visual.blocks.{i}.mlp.up_proj", _L, 1),
-    ("visual.blocks.{i}.mlp.down", "model.visual.blocks.{i}.mlp.down_proj", _L, 1),
+    ("visual.blocks.norm1", "model.visual.blocks.{i}.norm1", _N, 0),
+    ("visual.blocks.norm2", "model.visual.blocks.{i}.norm2", _N, 0),
+    ("visual.blocks.attn.qkv", "model.visual.blocks.{i}.attn.qkv", _L, 1),
+    ("visual.blocks.attn.proj", "model.visual.blocks.{i}.attn.proj", _L, 2),
+    ("visual.blocks.mlp.gate", "model.visual.blocks.{i}.mlp.gate_proj", _L, 1),
+    ("visual.blocks.mlp.up", "model.visual.blocks.{i}.mlp.up_proj", _L, 1),
+    ("visual.blocks.mlp.down", "model.visual.blocks.{i}.mlp.down_proj", _L, 1),
     ("visual.merger.norm", "model.visual.merger.ln_q", _N, 0),
     ("visual.merger.fc1", "model.visual.merger.mlp.0", _L, 1),
     ("visual.merger.fc2", "model.visual.merger.mlp.2", _L, 1),
     ("embed", "model.language_model.embed_tokens", _N, 0),
-    ("layers.{i}.input_norm", "model.language_model.layers.{i}.input_layernorm", _N, 0),
-    ("layers.{i}.post_attn_norm", "model.language_model.layers.{i}.post_attention_layernorm", _N, 0),
-    ("layers.{i}.attn.q", "model.language_model.layers.{i}.self_attn.q_proj", _L, 1),
-    ("layers.{i}.attn.k", "model.language_model.layers.{i}.self_attn.k_proj", _L, 1),
-    ("layers.{i}.attn.v", "model.language_model.layers.{i}.self_attn.v_proj", _L, 1),
-    ("layers.{i}.attn.o", "model.language_model.layers.{i}.self_attn.o_proj", _L, 2),
-    ("layers.{i}.mlp.gate", "model.language_model.layers.{i}.mlp.gate_proj", _L, 1),
-    ("layers.{i}.mlp.up", "model.language_model.layers.{i}.mlp.up_proj", _L, 1),
-    ("layers.{i}.mlp.down", "model.language_model.layers.{i}.mlp.down_proj", _L, 1),
+    ("layers.input_norm", "model.language_model.layers.{i}.input_layernorm", _N, 0),
+    ("layers.post_attn_norm", "model.language_model.layers.{i}.post_attention_layernorm", _N, 0),
+    ("layers.attn.q", "model.language_model.layers.{i}.self_attn.q_proj", _L, 1),
+    ("layers.attn.k", "model.language_model.layers.{i}.self_attn.k_proj", _L, 1),
+    ("layers.attn.v", "model.language_model.layers.{i}.self_attn.v_proj", _L, 1),
+    ("layers.attn.o", "model.language_model.layers.{i}.self_attn.o_proj", _L, 2),
+    ("layers.mlp.gate", "model.language_model.layers.{i}.mlp.gate_proj", _L, 1),
+    ("layers.mlp.up", "model.language_model.layers.{i}.mlp.up_proj", _L, 1),
+    ("layers.mlp.down", "model.language_model.layers.{i}.mlp.down_proj", _L, 1),
     ("norm", "model.language_model.norm", _N, 0),
     ("lm_head", "lm_head", _L, 1),
 ))
 _LEGACY_PREFIXES = (("model.visual.", "visual."), ("model.language_model.", "model."))
-_COMPILED = [(re.compile("^" + re.escape(m.ours).replace(r"\{i\}", r"(\d+)") + r"(?:\.(kernel|bias|scale))?$"), m)
-             for m in _MODULES]
+_COMPILED = [(re.compile("^" + re.escape(m.ours) + r"(?:\.(kernel|bias|scale))?$"), m) for m in _MODULES]
 
 DEFAULT_MAX_SHARD_BYTES = 5 * 1024**3
 
@@ -95,12 +100,23 @@ def _to_legacy(name: str) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class TensorRule:
-    """How one of our parameters maps to one HF tensor."""
+    """How one of our parameters maps to one HF tensor, or (`stacked`) to one HF tensor per layer.
+
+    The shapes and converters below are those of one tensor: for a stacked parameter, of one
+    layer's slice (its shape without the leading `layers` axis).
+    """
 
     ours: str
-    hf: str
+    hf: str  # the transformers name; a per-layer name holds "{i}"
     kind: TensorKind
     n_in: int
+
+    @property
+    def stacked(self) -> bool:
+        return "{i}" in self.hf
+
+    def hf_name(self, layer: int | None = None) -> str:
+        return self.hf.replace("{i}", str(layer)) if self.stacked else self.hf
 
     def hf_shape(self, shape: tuple[int, ...], cfg: Qwen25VLConfig) -> tuple[int, ...]:
         if self.kind is TensorKind.LINEAR:
@@ -129,15 +145,13 @@ class TensorRule:
 
 
 def hf_rule(our_path: str, layout: str = "new") -> TensorRule:
-    """The mapping rule for one of our parameter paths (e.g. 'layers.0.attn.q.kernel')."""
+    """The mapping rule for one of our parameter paths (e.g. 'layers.attn.q.kernel')."""
     for pattern, row in _COMPILED:
         m = pattern.match(our_path)
         if m is None:
             continue
-        groups = m.groups()
-        leaf = groups[-1]
-        name = row.hf.replace("{i}", groups[0]) if "{i}" in row.hf else row.hf
-        name += ".bias" if leaf == "bias" else ".weight"
+        leaf = m.group(1)
+        name = row.hf + (".bias" if leaf == "bias" else ".weight")
         if layout == "legacy":
             name = _to_legacy(name)
         kind = TensorKind.BIAS if leaf == "bias" else (row.kernel_kind if leaf == "kernel" else TensorKind.COPY)
@@ -208,14 +222,13 @@ def read_config(hf_dir: Path) -> Qwen25VLConfig:
 
 
 def load_pretrained(hf_dir, model_class, *, dtype=jnp.float32, param_dtype=None, mesh=None, rules=None,
-                    remat: bool = False, config: Qwen25VLConfig | None = None):
+                    remat: Remat | str | bool = Remat.NONE, config: Qwen25VLConfig | None = None):
     """Build a `model_class` (Qwen25VL) from a local HF folder. Raises CheckpointError / ConfigError."""
     hf_dir = Path(hf_dir)
     if not hf_dir.is_dir():
         raise CheckpointError(f"{hf_dir} is not a directory")
     cfg = config or read_config(hf_dir)
-    if remat:
-        cfg = cfg.replace(remat=True)
+    cfg = cfg.replace(remat=Remat.of(remat))
     param_dtype = param_dtype or dtype
     tensors = _Tensors(hf_dir)
     layout = "new" if any(k.startswith(("model.language_model.", "model.visual.")) for k in tensors.where) \
@@ -229,23 +242,36 @@ def load_pretrained(hf_dir, model_class, *, dtype=jnp.float32, param_dtype=None,
     for our, var in _our_params(state):
         rule = hf_rule(our, layout)
         shape = tuple(var.shape)
-        if rule.hf not in tensors.where:
-            raise CheckpointError(
-                f"tensor {rule.hf!r} (for parameter {our}, expected shape {rule.hf_shape(shape, cfg)}) is missing "
-                f"from the checkpoint in {hf_dir}")
-        found = tensors.shape(rule.hf)
-        expected = rule.hf_shape(shape, cfg)
-        if found != expected:
-            raise CheckpointError(
-                f"tensor {rule.hf!r} has shape {found} but the config expects {expected} "
-                f"(parameter {our}); does config.json match the weights?")
-        host = rule.to_ours(tensors.get(rule.hf), shape).astype(np.dtype(param_dtype))
+        if rule.stacked:  # allocated once, filled layer by layer
+            host = np.empty(shape, np.dtype(param_dtype))
+            for i in range(shape[0]):
+                host[i] = _read_tensor(tensors, rule, i, shape[1:], cfg, hf_dir)
+                used.add(rule.hf_name(i))
+        else:
+            host = _read_tensor(tensors, rule, None, shape, cfg, hf_dir).astype(np.dtype(param_dtype))
+            used.add(rule.hf)
         var.set_value(_place(host, var, mesh, rules))
-        used.add(rule.hf)
+        del host
     unused = sorted(set(tensors.where) - used)
     if unused and not (cfg.tie_word_embeddings and unused == ["lm_head.weight"]):
         warnings.warn(f"{len(unused)} checkpoint tensors were not used, e.g. {unused[:3]}", stacklevel=2)
     return nnx.merge(graphdef, state)
+
+
+def _read_tensor(tensors: _Tensors, rule: TensorRule, layer: int | None, shape, cfg, hf_dir) -> np.ndarray:
+    """One HF tensor (of `layer` for a stacked rule), checked and converted to our layout `shape`."""
+    name = rule.hf_name(layer)
+    what = f"parameter {rule.ours}" if layer is None else f"layer {layer} of parameter {rule.ours}"
+    expected = rule.hf_shape(shape, cfg)
+    if name not in tensors.where:
+        raise CheckpointError(
+            f"tensor {name!r} (for {what}, expected shape {expected}) is missing from the checkpoint in {hf_dir}")
+    found = tensors.shape(name)
+    if found != expected:
+        raise CheckpointError(
+            f"tensor {name!r} has shape {found} but the config expects {expected} ({what}); "
+            "does config.json match the weights?")
+    return rule.to_ours(tensors.get(name), shape)
 
 
 def _place(host: np.ndarray, var, mesh, rules) -> jax.Array:
@@ -276,12 +302,26 @@ def _to_host(value) -> np.ndarray:
 
 
 class _SaveEntry(NamedTuple):
-    """One tensor to write: its rule, our variable, its size on disk and the dtype it is saved in."""
+    """One tensor to write: its rule, our variable (and its layer, for a stacked one), its size on
+    disk and the dtype it is saved in."""
 
     rule: TensorRule
     var: nnx.Variable
+    layer: int | None
     nbytes: int
     dtype: np.dtype
+
+    def host_value(self, cfg: Qwen25VLConfig) -> np.ndarray:
+        value = self.var.get_value()
+        if self.layer is not None:
+            value = _take_layer(value, self.layer)
+        return self.rule.to_hf(_to_host(value).astype(self.dtype), cfg)
+
+
+@jax.jit
+def _take_layer(value: jax.Array, layer) -> jax.Array:
+    # a traced index: one compilation per parameter shape, not per layer
+    return jax.lax.dynamic_index_in_dim(value, layer, keepdims=False)
 
 
 def save_pretrained(model, out_dir, *, max_shard_size=DEFAULT_MAX_SHARD_BYTES, layout: str = "legacy",
@@ -304,8 +344,13 @@ def save_pretrained(model, out_dir, *, max_shard_size=DEFAULT_MAX_SHARD_BYTES, l
 
     entries = []
     for our, var in _our_params(model):
+        rule = hf_rule(our, layout)
         save_dtype = np.dtype(dtype or var.get_value().dtype)
-        entries.append(_SaveEntry(hf_rule(our, layout), var, math.prod(var.shape) * save_dtype.itemsize, save_dtype))
+        layers = range(var.shape[0]) if rule.stacked else [None]
+        nbytes = math.prod(var.shape[1:] if rule.stacked else var.shape) * save_dtype.itemsize
+        entries += [_SaveEntry(rule, var, i, nbytes, save_dtype) for i in layers]
+    # layer by layer (each shard file then holds whole layers, as transformers writes them)
+    entries.sort(key=lambda e: -1 if e.layer is None else e.layer)
     shards, current, size = [], [], 0
     for entry in entries:
         if current and size + entry.nbytes > limit:
@@ -324,8 +369,9 @@ def save_pretrained(model, out_dir, *, max_shard_size=DEFAULT_MAX_SHARD_BYTES, l
     for fname, shard in zip(names, shards):
         tensors = {}
         for entry in shard:
-            tensors[entry.rule.hf] = entry.rule.to_hf(_to_host(entry.var.get_value()).astype(entry.dtype), cfg)
-            weight_map[entry.rule.hf] = fname
+            name = entry.rule.hf_name(entry.layer)
+            tensors[name] = entry.host_value(cfg)
+            weight_map[name] = fname
             total += entry.nbytes
         if jax.process_index() == 0:
             save_file(tensors, str(out / fname), metadata={"format": "pt"})

@@ -1,5 +1,6 @@
 """Building blocks shared by the vision tower and the decoder: parameters with logical axis names,
-Dense, RMSNorm, the gated MLP, rotary embedding and softmax attention helpers.
+Dense, RMSNorm, the gated MLP, rotary embedding and softmax attention helpers, and stacked layers
+run by one `lax.scan` over depth (`stack_layers`, `run_layers`).
 
 Every parameter is created through `param()` so that it carries logical axis names as NNX
 sharding metadata (`out_sharding`); `tpu/` maps those names to mesh axes. Eager sharding at
@@ -10,7 +11,7 @@ a model builds the same way with or without a mesh.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -18,9 +19,10 @@ import numpy as np
 from flax import nnx
 
 from tpu import logical
+from vilasr.model.config import Remat
 
 Names = tuple[str | None, ...]
-
+LAYERS = "layers"  # logical name of the stacked layers' leading axis (replicated by default rules)
 
 
 def param(rngs: nnx.Rngs | None, init: str, shape: Sequence[int], names: Names, param_dtype,
@@ -149,3 +151,72 @@ def softmax_attend(scores: jax.Array, v: jax.Array, mask: jax.Array | None, dtyp
     e = jnp.exp(scores - top)
     out = jnp.einsum("nqk,nkd->nqd", e.astype(dtype), v, preferred_element_type=jnp.float32)
     return (out / jnp.sum(e, axis=-1, keepdims=True)).astype(dtype)
+
+
+# ----------------------------------------------------------------------------- stacked layers
+def stack_layers(make: Callable[[], nnx.Module], n: int) -> nnx.Module:
+    """One module whose parameters are those of `n` modules built by `make()`, stacked on a new
+    leading axis named LAYERS (the modules are built one after the other, so a seeded model gets
+    the same per-layer values as a list of layers would)."""
+    graphdef, first = nnx.split(make())
+    states = [first] + [nnx.split(make())[1] for _ in range(n - 1)]
+    state = jax.tree.map(_stack, *states)
+    return nnx.merge(graphdef, nnx.spmd.add_axis(state, 0, {nnx.PARTITION_NAME: LAYERS}))
+
+
+def _stack(*values):
+    if any(isinstance(v, jax.core.Tracer) for v in values):
+        return jnp.stack(values)
+    return jnp.asarray(np.stack([np.asarray(v) for v in values]))  # on the host: no compilation
+
+
+def unstack_layers(layers: nnx.Module) -> nnx.List:
+    """The layers of a stacked module held apart: one module per layer, on static slices of the
+    stacked parameters (gradients flow back to them)."""
+    graphdef, params = nnx.split(layers)
+    n = jax.tree.leaves(params)[0].shape[0]
+    axis = {nnx.PARTITION_NAME: LAYERS}
+    return nnx.List([nnx.merge(graphdef, nnx.spmd.remove_axis(jax.tree.map(lambda a: a[i], params), 0, axis))
+                     for i in range(n)])
+
+
+_POLICIES = {
+    Remat.FULL: jax.checkpoint_policies.nothing_saveable,
+    # matmuls against a weight have no batch dimension (Dense is one 2D dot); attention's do
+    Remat.DOTS: jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+}
+
+
+def run_layers(layers: nnx.Module, step, carry, *, remat: Remat = Remat.NONE):
+    """`carry = step(layer, carry, i)` for every layer `i` in order, where `layer` is a module
+    with that layer's parameters.
+
+    `layers` is stacked (`stack_layers`): one `lax.scan` over depth, `i` a traced int32, so the
+    program holds one layer's code whatever the depth. Or it is held apart (`unstack_layers`):
+    a Python loop, `i` a Python int, one copy of the code per layer. `remat` sets what the
+    backward pass keeps of each layer.
+    """
+    apart = isinstance(layers, nnx.List)
+
+    def one_layer(graphdef, i):
+        def run(params, carry):
+            return step(nnx.merge(graphdef, params), carry, i)
+        if remat is Remat.NONE:
+            return run
+        # inside a scan nothing is CSE'd across iterations anyway; unrolled code needs the guard
+        return jax.checkpoint(run, policy=_POLICIES[remat], prevent_cse=apart)
+
+    if apart:
+        for i, layer in enumerate(layers):
+            graphdef, params = nnx.split(layer)
+            carry = one_layer(graphdef, i)(params, carry)
+        return carry
+    graphdef, params = nnx.split(layers)
+    n = jax.tree.leaves(params)[0].shape[0]
+
+    def body(carry, inputs):
+        layer_params, i = inputs
+        return one_layer(graphdef, i)(layer_params, carry), None
+
+    carry, _ = jax.lax.scan(body, carry, (params, jnp.arange(n, dtype=jnp.int32)))
+    return carry

@@ -19,9 +19,9 @@ image is given; the two agree unless a row is left-padded, where ours equals the
 KV cache (for the sampler's `lax.while_loop`). `cache = model.init_cache(batch, max_len)` makes a
 `KVCache` pytree of fixed-shape arrays:
 
-    k          tuple over layers of (B, kv_heads, head_dim, max_len) in the compute dtype: keys
-               stored transposed, so the score product q @ k^T reads them in matmul order
-    v          tuple over layers of (B, kv_heads, max_len, head_dim)
+    k          (layers, B, kv_heads, head_dim, max_len) in the compute dtype: every layer's keys in
+               one array, stored transposed, so the score product q @ k^T reads them in matmul order
+    v          (layers, B, kv_heads, max_len, head_dim)
                (both heads-major, so attention reads the cache without moving it each step)
     mask       (B, max_len) bool: slot holds a real (non-padding) token
     index      () int32: next slot to write (same for every row)
@@ -35,6 +35,16 @@ rope delta" as in transformers. For a text chunk (`image_grid_thw is None`) posi
 `next_pos + cumsum(chunk_mask) - 1`, which is jit-able: a decode step is simply
 `model(tokens[:, None], cache=cache)`. A chunk with images needs host positions:
 `prepare_inputs(..., start_positions=cache.next_pos)`. The caller keeps `index + L <= max_len`.
+
+Layers. The decoder's layers are one stacked `DecoderLayer` (every parameter has a leading
+axis of `num_hidden_layers`, logical name `layers`), run by one `lax.scan` over depth
+(`layers.run_layers`), so compile time and program size do not grow with depth; the vision
+tower's blocks likewise. With a cache, the scan carries the stacked cache and each layer writes
+its new keys/values into its own slice in place (`Attention`). `model.apart()` is the same
+model with each layer its own module (static slices of the stacked parameters), run by a
+Python loop: the sampler's decode loop uses it on XLA:CPU together with a per-layer cache
+(`KVCache.per_layer`), because XLA:CPU copies every slice of an array before a library matmul
+reads it (see `keep_layers_apart`); it is also the unrolled peer of compile-time benchmarks.
 
 Jitting. For speed, jit pure functions of the split state (`graphdef, state = nnx.split(model)`;
 `jax.jit(lambda state, ...: nnx.merge(graphdef, state)(...))`) or use `nnx.jit(..., graph=False)`;
@@ -53,8 +63,9 @@ from flax import nnx
 from tpu import logical
 from vilasr.model import hf
 from vilasr.model.attention import CACHE_BLOCK, KVCache, cached_attention, grouped_attention
-from vilasr.model.config import Qwen25VLConfig, TextConfig
-from vilasr.model.layers import Dense, GatedMLP, RMSNorm, apply_rotary, param
+from vilasr.model.config import Qwen25VLConfig, Remat, TextConfig
+from vilasr.model.layers import (Dense, GatedMLP, RMSNorm, apply_rotary, param, run_layers, stack_layers,
+                                 unstack_layers)
 from vilasr.model.rope import get_rope_index, mrope_cos_sin, offset_positions, text_positions
 from vilasr.model.vision import VisionPlan, VisionTower, vision_plan
 
@@ -99,7 +110,10 @@ class Attention(nnx.Module):
         self.v = Dense((e,), (kv, d), ("embed", "kv_heads", "kv"), use_bias=True, **kw)
         self.o = Dense((h, d), (e,), ("heads", "kv", "embed"), use_bias=False, **kw)
 
-    def __call__(self, x, cos, sin, mask, kv_cache=None, index=None):
+    def __call__(self, x, cos, sin, mask, kv_cache=None, index=None, layer=None):
+        """Without a cache: causal attention over the chunk; returns (out, None). With `kv_cache`
+        = the stacked (k, v) of all layers: writes the chunk into slots [index, index + L) of
+        layer `layer` and attends over that layer's cache; returns (out, updated (k, v))."""
         b, l, _ = x.shape
         q = apply_rotary(self.q(x), cos[:, :, None], sin[:, :, None])
         k = apply_rotary(self.k(x), cos[:, :, None], sin[:, :, None])
@@ -111,13 +125,18 @@ class Attention(nnx.Module):
                                     causal=True)
             return self.o(out), None
         ck, cv = kv_cache
-        new_k = logical.constrain(
-            jax.lax.dynamic_update_slice(ck, k.swapaxes(2, 3).astype(ck.dtype), (0, 0, 0, index)), KVCache.K_AXES)
-        new_v = logical.constrain(jax.lax.dynamic_update_slice(cv, v.astype(cv.dtype), (0, 0, index, 0)),
-                                  KVCache.V_AXES)
+        k, zero = k.swapaxes(2, 3), jnp.zeros((), jnp.int32)  # keys transposed: (B, KV, D, L)
+        if layer is not None:  # stacked caches of all layers: write into this layer's slice
+            k, v, lead = k[None], v[None], (layer,)
+        else:
+            lead = ()
+        new_k = jax.lax.dynamic_update_slice(ck, k.astype(ck.dtype), (*lead, zero, zero, zero, index))
+        new_v = jax.lax.dynamic_update_slice(cv, v.astype(cv.dtype), (*lead, zero, zero, index, zero))
+        new_k = logical.constrain(new_k, KVCache.K_AXES[1 - len(lead):])
+        new_v = logical.constrain(new_v, KVCache.V_AXES[1 - len(lead):])
         # the barrier keeps the write a separate, in-place step before the reads
         new_k, new_v = jax.lax.optimization_barrier((new_k, new_v))
-        out = cached_attention(q, new_k, new_v, mask, index + l, self.groups, self.dtype)
+        out = cached_attention(q, new_k, new_v, mask, index + l, self.groups, self.dtype, layer)
         return self.o(out), (new_k, new_v)
 
 
@@ -130,15 +149,11 @@ class DecoderLayer(nnx.Module):
         self.mlp = GatedMLP(cfg.hidden_size, cfg.intermediate_size, ("embed", "mlp"), use_bias=False,
                             rngs=rngs, std=cfg.initializer_range, act_names=("batch", "length", "mlp"), **kw)
 
-    def __call__(self, x, cos, sin, mask, kv_cache=None, index=None):
-        h, new_cache = self.attn(self.input_norm(x), cos, sin, mask, kv_cache, index)
+    def __call__(self, x, cos, sin, mask, kv_cache=None, index=None, layer=None):
+        h, new_cache = self.attn(self.input_norm(x), cos, sin, mask, kv_cache, index, layer)
         x = x + h
         x = x + self.mlp(self.post_attn_norm(x))
         return logical.constrain(x, ("batch", "length", "embed")), new_cache
-
-
-def _layer_no_cache(layer, x, cos, sin, mask):
-    return layer(x, cos, sin, mask)[0]
 
 
 # ----------------------------------------------------------------------------- the model
@@ -156,7 +171,7 @@ class Qwen25VL(nnx.Module):
         self.visual = VisionTower(config.vision, remat=config.remat, **kw)
         self.embed = param(rngs, "normal", (t.vocab_size, t.hidden_size), ("vocab", "embed"), param_dtype,
                            t.initializer_range)
-        self.layers = nnx.List([DecoderLayer(t, **kw) for _ in range(t.num_hidden_layers)])
+        self.layers = stack_layers(lambda: DecoderLayer(t, **kw), t.num_hidden_layers)  # one stacked layer
         self.norm = RMSNorm(t.hidden_size, t.rms_norm_eps, **kw)
         self.lm_head = (None if config.tie_word_embeddings else
                         Dense((t.hidden_size,), (t.vocab_size,), ("embed", "vocab"), use_bias=False,
@@ -165,8 +180,9 @@ class Qwen25VL(nnx.Module):
     # -- construction helpers -------------------------------------------------------------
     @classmethod
     def from_pretrained(cls, hf_dir, *, dtype=jnp.float32, param_dtype=None, mesh=None, rules=None,
-                        remat: bool = False) -> "Qwen25VL":
-        """Load a local Hugging Face folder (config.json + safetensors); see vilasr.model.hf."""
+                        remat: Remat | str | bool = Remat.NONE) -> "Qwen25VL":
+        """Load a local Hugging Face folder (config.json + safetensors); see vilasr.model.hf.
+        `remat`: the `Remat` policy of the layers ('none', 'full', 'dots'; True means 'full')."""
         return hf.load_pretrained(hf_dir, cls, dtype=dtype, param_dtype=param_dtype, mesh=mesh, rules=rules,
                                   remat=remat)
 
@@ -174,15 +190,24 @@ class Qwen25VL(nnx.Module):
         """Write config.json + safetensors that transformers loads; see vilasr.model.hf."""
         hf.save_pretrained(self, out_dir, **kwargs)
 
+    def apart(self) -> "Qwen25VL":
+        """The same model with the decoder's layers and the vision blocks held apart: one module
+        per layer on static slices of the stacked parameters, run by a Python loop (see the
+        module docstring, Layers). Meant to be called inside a jitted function: the slices are
+        taken there (gradients flow back to the stacked parameters); `self` is not changed."""
+        graphdef, state = nnx.split(self)
+        other = nnx.merge(graphdef, state, copy=True)
+        other.layers = unstack_layers(self.layers)
+        other.visual.blocks = unstack_layers(self.visual.blocks)
+        return other
+
     def init_cache(self, batch: int, max_len: int, dtype=None) -> KVCache:
         """An empty cache with room for `max_len` slots (rounded up to a multiple of CACHE_BLOCK)."""
         t = self.config.text
         dtype = dtype or self.dtype
         max_len = -(-max_len // CACHE_BLOCK) * CACHE_BLOCK
-        k_shape = (batch, t.num_key_value_heads, t.head_dim, max_len)
-        v_shape = (batch, t.num_key_value_heads, max_len, t.head_dim)
-        return KVCache(k=tuple(jnp.zeros(k_shape, dtype) for _ in range(t.num_hidden_layers)),
-                       v=tuple(jnp.zeros(v_shape, dtype) for _ in range(t.num_hidden_layers)),
+        n, kv, d = t.num_hidden_layers, t.num_key_value_heads, t.head_dim
+        return KVCache(k=jnp.zeros((n, batch, kv, d, max_len), dtype), v=jnp.zeros((n, batch, kv, max_len, d), dtype),
                        mask=jnp.zeros((batch, max_len), bool), index=jnp.zeros((), jnp.int32),
                        next_pos=jnp.zeros((batch,), jnp.int32))
 
@@ -275,26 +300,30 @@ class Qwen25VL(nnx.Module):
         cos, sin = mrope_cos_sin(positions, cfg.text)
 
         if cache is None:
-            attn_mask = mask  # key padding; grouped_attention adds the causal part per query block
-            for layer in self.layers:
-                if cfg.remat:
-                    x = nnx.remat(_layer_no_cache)(layer, x, cos, sin, attn_mask)
-                else:
-                    x = layer(x, cos, sin, attn_mask)[0]
+            # key padding mask; grouped_attention adds the causal part per query block
+            x = run_layers(self.layers, lambda layer, x, _: layer(x, cos, sin, mask)[0], x, remat=cfg.remat)
             new_cache = None
         else:
             index = cache.index
             slot_mask = jax.lax.dynamic_update_slice(cache.mask, mask, (0, index))
             q_slot = index + jnp.arange(l)
             attn_mask = slot_mask[:, None, :] & (jnp.arange(cache.max_len)[None, None, :] <= q_slot[None, :, None])
-            ks, vs = [], []
-            for i, layer in enumerate(self.layers):
-                x, (k, v) = layer(x, cos, sin, attn_mask, (cache.k[i], cache.v[i]), index)
-                ks.append(k)
-                vs.append(v)
+            per_layer = isinstance(cache.k, tuple)
+            if per_layer and not isinstance(self.layers, nnx.List):
+                raise ValueError("a per-layer cache (KVCache.per_layer) needs the layers apart: use model.apart()")
+
+            def step(layer, carry, i):
+                x, (k, v) = carry
+                if per_layer:  # i is a Python int: this layer's own cache arrays
+                    x, (k_i, v_i) = layer(x, cos, sin, attn_mask, (k[i], v[i]), index)
+                    return x, (k[:i] + (k_i,) + k[i + 1:], v[:i] + (v_i,) + v[i + 1:])
+                # the carry holds the whole stacked cache: layer i writes its slice in place
+                return layer(x, cos, sin, attn_mask, (k, v), index, i)
+
+            x, (k, v) = run_layers(self.layers, step, (x, (cache.k, cache.v)))
             chunk_max = jnp.max(jnp.where(mask[None], positions, -1), axis=(0, 2))
             next_pos = jnp.where(mask.any(axis=1), chunk_max + 1, cache.next_pos).astype(jnp.int32)
-            new_cache = KVCache(k=tuple(ks), v=tuple(vs), mask=slot_mask,
+            new_cache = KVCache(k=k, v=v, mask=slot_mask,
                                 index=(index + l).astype(jnp.int32), next_pos=next_pos)
 
         x = self.norm(x)

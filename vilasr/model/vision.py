@@ -19,8 +19,9 @@ import numpy as np
 from flax import nnx
 
 from tpu import logical
-from vilasr.model.config import VisionConfig
-from vilasr.model.layers import NEG_INF, Dense, GatedMLP, RMSNorm, apply_rotary, softmax_attend
+from vilasr.model.config import Remat, VisionConfig
+from vilasr.model.layers import (NEG_INF, Dense, GatedMLP, RMSNorm, apply_rotary, run_layers, softmax_attend,
+                                 stack_layers)
 
 # ----------------------------------------------------------------------------- host-side plan
 @functools.partial(jax.tree_util.register_dataclass,
@@ -179,12 +180,26 @@ class VisionAttention(nnx.Module):
         self.proj = Dense((h, k), (d,), ("vision_heads", "vision_kv", "vision_embed"),
                           use_bias=True, dtype=dtype, param_dtype=param_dtype, rngs=rngs, std=std)
 
-    def __call__(self, x, cos, sin, segments, block: int):
+    def __call__(self, x, cos, sin, plan: VisionPlan, full):
+        """`full` (a traced bool or a Python bool) picks full attention within each frame over
+        window attention; a traced flag runs only the chosen one of the two (lax.cond)."""
         qkv = self.qkv(x)  # (N, 3, H, K)
         q = apply_rotary(qkv[:, 0], cos[:, None], sin[:, None])
         k = apply_rotary(qkv[:, 1], cos[:, None], sin[:, None])
         q = logical.constrain(q, ("vision_tokens", "vision_heads", "vision_kv"))
-        out = segment_attention(q, k, qkv[:, 2], segments, block, self.dtype)
+        v = qkv[:, 2]
+
+        def attend(full_frames: bool):
+            def run(q, k, v):
+                if full_frames:
+                    return segment_attention(q, k, v, plan.full_segments, plan.full_block, self.dtype)
+                return segment_attention(q, k, v, plan.window_segments, plan.window_block, self.dtype)
+            return run
+
+        if isinstance(full, bool):
+            out = attend(full)(q, k, v)
+        else:
+            out = jax.lax.cond(full, attend(True), attend(False), q, k, v)
         return self.proj(out)
 
 
@@ -198,8 +213,8 @@ class VisionBlock(nnx.Module):
                             use_bias=True, rngs=rngs, std=cfg.initializer_range,
                             act_names=("vision_tokens", "vision_mlp"), **kw)
 
-    def __call__(self, x, cos, sin, segments, block: int):
-        x = x + self.attn(self.norm1(x), cos, sin, segments, block)
+    def __call__(self, x, cos, sin, plan: VisionPlan, full):
+        x = x + self.attn(self.norm1(x), cos, sin, plan, full)
         x = x + self.mlp(self.norm2(x))
         return logical.constrain(x, ("vision_tokens", "vision_embed"))
 
@@ -225,15 +240,15 @@ class PatchMerger(nnx.Module):
 class VisionTower(nnx.Module):
     """pixel patches (N, C*T*P*P) + plan -> merged image features (N / 4, text hidden)."""
 
-    def __init__(self, cfg: VisionConfig, *, remat: bool = False, dtype=jnp.float32,
+    def __init__(self, cfg: VisionConfig, *, remat: Remat | str | bool = Remat.NONE, dtype=jnp.float32,
                  param_dtype=jnp.float32, rngs: nnx.Rngs):
         kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
         self.cfg = cfg
-        self.remat = remat
+        self.remat = Remat.of(remat)
         self.dtype = dtype
         self.patch_embed = Dense((cfg.patch_dim,), (cfg.hidden_size,), ("vision_patch", "vision_embed"),
                                  use_bias=False, std=cfg.initializer_range, **kw)
-        self.blocks = nnx.List([VisionBlock(cfg, **kw) for _ in range(cfg.depth)])
+        self.blocks = stack_layers(lambda: VisionBlock(cfg, **kw), cfg.depth)  # one stacked block
         self.merger = PatchMerger(cfg, **kw)
 
     def __call__(self, pixel_values: jax.Array, plan: VisionPlan) -> jax.Array:
@@ -244,18 +259,16 @@ class VisionTower(nnx.Module):
         x = x.reshape(n // unit, unit, -1)[plan.window_index].reshape(n, -1)
         x = logical.constrain(x, ("vision_tokens", "vision_embed"))
         cos, sin = vision_rope(plan.rope_pos, cfg)
-        full = set(cfg.fullatt_block_indexes)
-        for i, layer in enumerate(self.blocks):
-            if i in full:
-                segments, block = plan.full_segments, plan.full_block
+        # Full-attention blocks sit at some depths only: inside the scan a per-block flag picks
+        # the attention (a Python bool where the depth is static or all blocks agree).
+        full = np.isin(np.arange(cfg.depth), cfg.fullatt_block_indexes)
+
+        def step(block, x, i):
+            if isinstance(i, int) or full.all() or not full.any():
+                flag = bool(full[i if isinstance(i, int) else 0])
             else:
-                segments, block = plan.window_segments, plan.window_block
-            if self.remat:
-                x = nnx.remat(_call_block, static_argnums=(5,))(layer, x, cos, sin, segments, block)
-            else:
-                x = layer(x, cos, sin, segments, block)
+                flag = jnp.asarray(full)[i]
+            return block(x, cos, sin, plan, flag)
+
+        x = run_layers(self.blocks, step, x, remat=self.remat)
         return self.merger(x)[plan.reverse_index]
-
-
-def _call_block(layer, x, cos, sin, segments, block):
-    return layer(x, cos, sin, segments, block)

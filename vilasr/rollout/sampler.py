@@ -25,7 +25,7 @@ import numpy as np
 from flax import nnx
 
 from drawing_ops.render_jax import bucket as power_of_two
-from vilasr.model import CACHE_BLOCK, KVCache
+from vilasr.model import CACHE_BLOCK, KVCache, keep_layers_apart
 from vilasr.rollout.config import SamplingConfig
 
 MIN_BUCKET = 16
@@ -43,10 +43,9 @@ def grow_cache(cache: KVCache, max_len: int) -> KVCache:
     extra = max_len - cache.max_len
     if extra <= 0:
         return cache
-    k_pad = lambda a: jnp.pad(a, [(0, 0), (0, 0), (0, 0), (0, extra)])  # noqa: E731  (B, KV, D, S)
-    v_pad = lambda a: jnp.pad(a, [(0, 0), (0, 0), (0, extra), (0, 0)])  # noqa: E731  (B, KV, S, D)
-    return dataclasses.replace(cache, k=tuple(map(k_pad, cache.k)), v=tuple(map(v_pad, cache.v)),
-                               mask=jnp.pad(cache.mask, [(0, 0), (0, extra)]))
+    k = jnp.pad(cache.k, [(0, 0)] * 4 + [(0, extra)])  # (layers, B, KV, D, S)
+    v = jnp.pad(cache.v, [(0, 0)] * 3 + [(0, extra), (0, 0)])  # (layers, B, KV, S, D)
+    return dataclasses.replace(cache, k=k, v=v, mask=jnp.pad(cache.mask, [(0, 0), (0, extra)]))
 
 
 # ----------------------------------------------------------------------------- token choice
@@ -154,6 +153,9 @@ class DecodeState:
 def _decode(graphdef, cfg: SamplingConfig, pad_id: int, params, state: DecodeState, keys, caps, stop_ids,
             forced, forced_len):
     model = nnx.merge(graphdef, params)
+    apart = keep_layers_apart()
+    if apart:  # XLA:CPU: each layer's weights and cache its own buffers inside the loop (sliced once, here)
+        model, state = model.apart(), dataclasses.replace(state, cache=state.cache.per_layer())
     steps = state.tokens.shape[1]
 
     def cond(s: DecodeState):
@@ -175,7 +177,8 @@ def _decode(graphdef, cfg: SamplingConfig, pad_id: int, params, state: DecodeSta
         return DecodeState(cache=cache, logits=logits[:, -1], tokens=tokens, logprobs=lps, length=length,
                            done=done, stopped=s.stopped | hit_stop, step=s.step + 1)
 
-    return jax.lax.while_loop(cond, body, state)
+    state = jax.lax.while_loop(cond, body, state)
+    return dataclasses.replace(state, cache=state.cache.stacked())
 
 
 @dataclasses.dataclass(frozen=True)

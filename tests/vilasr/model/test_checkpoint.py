@@ -144,6 +144,11 @@ def test_from_pretrained_places_shards_on_a_mesh(saved):
     emb = model.embed.get_value()
     assert isinstance(emb.sharding, jax.sharding.NamedSharding)
     assert emb.sharding.spec == jax.sharding.PartitionSpec(None, "fsdp")
+    # a stacked parameter: its `layers` axis whole on every device, the rest sharded by its names
+    gate = model.layers.mlp.gate.kernel.get_value()
+    assert gate.shape[0] == CFG.text.num_hidden_layers
+    assert tuple(gate.sharding.spec)[:2] == (None, "fsdp")
+    assert gate.addressable_shards[0].data.shape == (CFG.text.num_hidden_layers, 128 // 8, 384)
     ids, pixels, grid = _inputs(CFG)
     assert np.abs(np.asarray(model(ids, pixels, grid)) - ref).max() <= TOL
 
@@ -170,10 +175,14 @@ def test_every_parameter_has_logical_axis_names(saved):
     for path, var in nnx.to_flat_state(nnx.state(ours, nnx.Param)):
         names = var.get_metadata()["out_sharding"]
         assert len(names) == var.get_value().ndim, path
-        assert set(names) <= known, (path, names)
-    with nnx.logical_axis_rules((("embed", "fsdp"), ("mlp", "tensor"))):
-        specs = nnx.get_partition_spec(nnx.state(ours, nnx.Param))
-    assert specs["layers"][0]["mlp"]["gate"]["kernel"].get_value() == jax.sharding.PartitionSpec("fsdp", "tensor")
+        # the scanned layers' parameters are stacked on a leading `layers` axis, and only they
+        stacked = path[0] == "layers" or path[:2] == ("visual", "blocks")
+        assert (names[0] == "layers") == stacked, (path, names)
+        assert set(names[stacked:]) <= known, (path, names)
+    # `layers` has no rule by default: the stacked axis stays whole on every device
+    names = ours.layers.mlp.gate.kernel.get_metadata()["out_sharding"]
+    rules = (("embed", "fsdp"), ("mlp", "tensor"))
+    assert logical.to_pspec(names, rules) == jax.sharding.PartitionSpec(None, "fsdp", "tensor")
 
 
 # ----------------------------------------------------------------------------- errors

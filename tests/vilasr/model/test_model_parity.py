@@ -324,8 +324,8 @@ def test_jit_forward_matches_eager(tiny_pair):
     assert max_err(jitted, eager, mask.astype(bool)) <= 1e-5
 
 
-def test_remat_and_bf16_compute():
-    """remat gives the same gradients; bfloat16 compute stays close to float32 (float32 logits)."""
+def test_bf16_compute():
+    """bfloat16 compute stays close to float32 (float32 logits); remat: tests/vilasr/model/test_scan.py."""
     base = CONFIGS["win224_mha"]
     cfg = base.replace(vision=dataclasses.replace(base.vision, depth=1),
                        text=dataclasses.replace(base.text, num_hidden_layers=1))
@@ -336,15 +336,6 @@ def test_remat_and_bf16_compute():
     extras = prepare_inputs(cfg, ids, None, grid)
     extras.pop("rope_deltas")
     _, state = nnx.split(ours)
-    rematted = nnx.merge(nnx.split(Qwen25VL(cfg.replace(remat=True)))[0], state)
-
-    @nnx.jit
-    def grads(model):
-        return nnx.grad(lambda m: m(ids, pixels, **extras).mean())(model)
-
-    for a, b in zip(jax.tree.leaves(grads(ours)), jax.tree.leaves(grads(rematted))):
-        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-6, rtol=1e-5)
-
     bf16 = nnx.merge(nnx.split(Qwen25VL(cfg, dtype=jnp.bfloat16))[0], state)
     lo = np.asarray(bf16(ids, pixels, **extras))
     hi = np.asarray(ours(ids, pixels, **extras))

@@ -104,8 +104,10 @@ def test_whole_cache_and_blockwise_reads_agree(chunk):
     real = np.stack([written, written & (np.arange(slots) >= 7)])
     causal = np.arange(slots)[None, :] <= (used - chunk + np.arange(chunk))[:, None]  # (L, S)
     mask = jnp.asarray(real[:, None, :] & causal[None])
-    whole = cached_attention(q, ck, cv, mask, used, groups, jnp.float32, whole=True)
-    blocks = cached_attention(q, ck, cv, mask, used, groups, jnp.float32, whole=False)
+    # layer 1 of a stacked cache of two layers (layer 0 holds other values)
+    stack_k, stack_v = jnp.stack([ck + 1.0, ck]), jnp.stack([cv - 1.0, cv])
+    whole = cached_attention(q, stack_k, stack_v, mask, used, groups, jnp.float32, layer=1, whole=True)
+    blocks = cached_attention(q, stack_k, stack_v, mask, used, groups, jnp.float32, layer=1, whole=False)
     np.testing.assert_allclose(np.asarray(whole), np.asarray(blocks), rtol=1e-5, atol=1e-5)
     # and both are plain softmax attention over the visible slots
     scores = jnp.einsum("blkgd,bkds->blkgs", q.reshape(b, chunk, kv, groups, d), ck) * d ** -0.5

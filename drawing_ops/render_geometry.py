@@ -222,11 +222,10 @@ def clip_segment(p0: tuple[int, int], p1: tuple[int, int], margin: int, height: 
 
 def _line_stand_in(q: int, size: int) -> int:
     """An integer whose ``ref_line_end`` is ``q`` (the reference's float round trip can move an
-    integer one pixel toward zero; its neighbour away from zero then lands on ``q``)."""
-    for c in (q, q + 1, q - 1):
-        if ref_line_end(c, size) == q:
-            return c
-    raise AssertionError(q)
+    integer one pixel toward zero; its neighbour away from zero then lands on ``q``). Far out the
+    round trip can skip ``q`` altogether; then the nearest pixel it reaches stands in (the cut
+    point was already off by rounding there)."""
+    return min((q, q + 1, q - 1, q + 2, q - 2), key=lambda c: (abs(ref_line_end(c, size) - q), abs(c - q)))
 
 
 def clip_line(line: Line, height: int, width: int) -> Line | None:

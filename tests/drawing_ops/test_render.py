@@ -436,3 +436,17 @@ def test_render_api_validates_and_never_mutates():
         with pytest.raises(ValueError, match="image"):
             render(bad, boxes, lines)
     assert not np.array_equal(render(img, boxes, [], draw_labels=False), render(img, boxes, []))
+
+
+def test_a_far_line_whose_cut_point_the_float_round_trip_skips():
+    """Found by hypothesis: a cut end at x = 3,752,743 on a 52 px wide image, which no integer
+    reaches through the reference's `int(v) / size * size`."""
+    from drawing_ops.render_geometry import clip_line
+    from drawing_ops.render_jax import pack_primitives, render_batch
+
+    line = Line(1, (0.0, 0.0), (9261675801537.0, 41405830056059.0), "l")
+    assert clip_line(line, PH, PW) is not None
+    image = np.full((PH, PW, 3), 255, np.uint8)
+    want = render_numpy(image, [], [line], False)
+    prims = pack_primitives([([], [line])], MAXB, MAXL, MAXC, image_hw=(PH, PW), max_label_lines=MAXR)
+    np.testing.assert_array_equal(np.asarray(render_batch(image[None], prims, False)[0]), want)

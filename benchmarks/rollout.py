@@ -5,13 +5,18 @@
 (b) a 6-turn drawing rollout (5 drawings, then the answer) with the persistent KV cache vs the same
     rollout re-prefilling the whole conversation every turn (the reference's way).
 
-    .venv/bin/python benchmarks/rollout.py [--batch 8] [--new-tokens 256] [--repeats 3]
+    .venv/bin/python benchmarks/rollout.py [--batch 8] [--new-tokens 256] [--repeats 3] [--parts ab]
+
+`--parts a` runs the decode comparison only. To compare two versions of the code, run the script
+from each checkout with `PYTHONPATH=<checkout>` (a script's own folder, not the working
+directory, comes first on sys.path), one after the other, a few times each.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import tempfile
 import time
@@ -112,18 +117,29 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--image", type=int, default=448,
                         help="input image side; with ViLaSR's 256*28*28 pixel cap, 448 -> 256 tokens per image")
+    parser.add_argument("--parts", default="ab", help="a: decode vs transformers, b: multi-turn rollouts")
     args = parser.parse_args()
     model = Qwen25VL(Qwen25VLConfig.preset("tiny"), rngs=nnx.Rngs(0))
     processor = Processor.tiny(max_pixels=VILASR_TRAIN_MAX_PIXELS)  # ViLaSR's image budget
 
-    d = bench_decode(model, processor, args.batch, args.new_tokens, args.repeats)
+    if "a" in args.parts:
+        print_decode(bench_decode(model, processor, args.batch, args.new_tokens, args.repeats), args)
+    if "b" in args.parts:
+        print_multiturn(bench_multiturn(model, processor, args.batch, args.turns, args.repeats, args.image),
+                        processor, args)
+
+
+def print_decode(d: dict, args) -> None:
+    step_ms = 1000 * args.batch / d["ours"]
     print(f"(a) greedy decode, batch {args.batch}, 64-token prompt, {args.new_tokens} new tokens, tiny model")
     print("| decoder | tokens/s | ratio |\n|---|---:|---:|")
     print(f"| transformers generate (PyTorch, KV cache) | {d['theirs']:,.0f} | 1.00x |")
     print(f"| ours (jit prefill + lax.while_loop decode) | {d['ours']:,.0f} | {d['ours'] / d['theirs']:.2f}x |")
-    print(f"greedy tokens identical to transformers: {d['agree'] * 100:.1f}%\n")
+    print(f"greedy tokens identical to transformers: {d['agree'] * 100:.1f}%; our decode step {step_ms:.2f} ms "
+          f"(prefill included); load average {os.getloadavg()[0]:.1f}\n")
 
-    m = bench_multiturn(model, processor, args.batch, args.turns, args.repeats, args.image)
+
+def print_multiturn(m: dict, processor, args) -> None:
     p, r = m["persistent"], m["re-prefill"]
     tokens = processor.num_image_tokens(args.image, args.image)
     print(f"(b) {args.turns}-turn drawing rollout, batch {args.batch}, one {args.image}x{args.image} image each "

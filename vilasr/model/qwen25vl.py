@@ -112,8 +112,9 @@ class Attention(nnx.Module):
 
     def __call__(self, x, cos, sin, mask, kv_cache=None, index=None, layer=None):
         """Without a cache: causal attention over the chunk; returns (out, None). With `kv_cache`
-        = the stacked (k, v) of all layers: writes the chunk into slots [index, index + L) of
-        layer `layer` and attends over that layer's cache; returns (out, updated (k, v))."""
+        = (k, v): writes the chunk into slots [index, index + L) and attends over the cache;
+        returns (out, updated (k, v)). (k, v) are this layer's own arrays, or with `layer` (traced
+        or not) the stacked arrays of all layers, of which layer `layer` is written and read."""
         b, l, _ = x.shape
         q = apply_rotary(self.q(x), cos[:, :, None], sin[:, :, None])
         k = apply_rotary(self.k(x), cos[:, :, None], sin[:, :, None])

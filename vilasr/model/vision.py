@@ -199,7 +199,12 @@ class VisionAttention(nnx.Module):
         if isinstance(full, bool):
             out = attend(full)(q, k, v)
         else:
-            out = jax.lax.cond(full, attend(True), attend(False), q, k, v)
+            # For the backward pass lax.cond keeps the residuals of both branches (the untaken
+            # one zero-filled), so every block would keep full attention's frame-sized scores:
+            # recomputing each branch's attention from q, k, v keeps only those.
+            full_attn, window_attn = (jax.checkpoint(attend(f), policy=jax.checkpoint_policies.nothing_saveable)
+                                      for f in (True, False))
+            out = jax.lax.cond(full, full_attn, window_attn, q, k, v)
         return self.proj(out)
 
 

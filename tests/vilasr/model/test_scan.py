@@ -12,8 +12,7 @@ import pytest
 from flax import nnx
 
 from vilasr import ConfigError
-from vilasr.model import Qwen25VL, Qwen25VLConfig, TextConfig, VisionConfig, prepare_inputs
-from vilasr.model.config import Remat
+from vilasr.model import Qwen25VL, Qwen25VLConfig, Remat, TextConfig, VisionConfig, prepare_inputs
 from vilasr.model.qwen25vl import DecoderLayer, _scatter_features
 from vilasr.model.rope import mrope_cos_sin
 from vilasr.model.vision import VisionBlock, vision_rope

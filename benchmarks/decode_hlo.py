@@ -73,7 +73,7 @@ def classify(hlo: str, shapes: dict[str, tuple[int, ...]]) -> dict[str, collecti
                 counts[f"{what}: {op}"] += 1
             elif op in ("copy", "slice", "dynamic-slice") or (op.startswith("fusion[") and op.endswith(
                     "slice]") and "update" not in op and len(dims) == 2):
-                counts[f"other {len(dims)}D: {op}"] += 1
+                counts[f"other {list(dims)}: {op}"] += 1
         out[body] = counts
     return out
 

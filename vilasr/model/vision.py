@@ -264,16 +264,16 @@ class VisionTower(nnx.Module):
         x = x.reshape(n // unit, unit, -1)[plan.window_index].reshape(n, -1)
         x = logical.constrain(x, ("vision_tokens", "vision_embed"))
         cos, sin = vision_rope(plan.rope_pos, cfg)
-        # Full-attention blocks sit at some depths only: inside the scan a per-block flag picks
-        # the attention (a Python bool where the depth is static or all blocks agree).
+        # Full-attention blocks sit at some depths only: inside the scan the block index picks
+        # the attention; a Python bool where it is static (blocks apart) or all blocks agree.
         full = np.isin(np.arange(cfg.depth), cfg.fullatt_block_indexes)
 
         def step(block, x, i):
-            if isinstance(i, int) or full.all() or not full.any():
-                flag = bool(full[i if isinstance(i, int) else 0])
-            else:
-                flag = jnp.asarray(full)[i]
-            return block(x, cos, sin, plan, flag)
+            if isinstance(i, int):
+                return block(x, cos, sin, plan, bool(full[i]))
+            if full.all() or not full.any():
+                return block(x, cos, sin, plan, bool(full[0]))
+            return block(x, cos, sin, plan, jnp.asarray(full)[i])
 
         x = run_layers(self.blocks, step, x, remat=self.remat)
         return self.merger(x)[plan.reverse_index]

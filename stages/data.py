@@ -142,8 +142,8 @@ def encode_example(record: Record, processor, max_seq_len: int) -> Example:
     if n_slots != len(images):
         raise BadRecord(f"{n_slots} {IMAGE_PLACEHOLDER} placeholders but {len(images)} images")
     ip = processor.image_processor
-    images = [im if im.shape[:2] == ip.target_size(*im.shape[:2]) else resize_rgb(im, *ip.target_size(*im.shape[:2]))
-              for im in images]
+    sizes = [ip.target_size(*im.shape[:2]) for im in images]
+    images = [im if im.shape[:2] == size else resize_rgb(im, *size) for im, size in zip(images, sizes)]
     counts = [processor.num_image_tokens(*im.shape[:2]) for im in images]
     ids = np.asarray(processor.tokenizer.encode(expand_placeholders([text], counts, [])[0]), np.int32)
     mask = processor.assistant_token_mask(ids)

@@ -65,6 +65,7 @@ def run_sft(*, data, out, preset: str | None = None, model_dir: Path | None = No
             progress: bool = True, model=None, processor=None) -> SftResult:
     """Train on the conversations in `data` (a sharegpt file or a synth dataset folder)."""
     records = open_source(data)   # first: a missing or unreadable dataset fails before any model work
+    Path(out).mkdir(parents=True, exist_ok=True)   # and so does an output folder we cannot write
     if model is None:
         model, processor = load_model(preset=preset, model_dir=model_dir, config=config)
     steps = total_steps(config, len(records))

@@ -225,9 +225,9 @@ def test_errors_before_any_compile(data, straight, tmp_path):
         small(batch_size=4, micro_batch_size=3)
     with pytest.raises(ConfigError, match=r"needs at least \d+\.\d GiB"):
         check_host_memory(Qwen25VLConfig.preset("7b"), TrainConfig())
-    shutil.copytree(straight[0], tmp_path / "o")
+    shutil.copytree(straight[0], tmp_path / "resumed")
     with pytest.raises(CheckpointError, match="learning_rate"):
-        run_sft(data=data, out=tmp_path / "o", preset="tiny", devices=1, progress=False,
+        run_sft(data=data, out=tmp_path / "resumed", preset="tiny", devices=1, progress=False,
                 config=small(max_steps=6, learning_rate=1e-4))
 
 

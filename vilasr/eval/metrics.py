@@ -250,4 +250,5 @@ def wilson_interval(total: float, n: int, z: float = WILSON_Z) -> tuple[float, f
     denom = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
+    # rounding can put a bound a hair past p when p is 0 or 1; the interval always holds p
+    return max(0.0, min(centre - half, p)), min(1.0, max(centre + half, p))

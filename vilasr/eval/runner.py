@@ -25,6 +25,7 @@ from pathlib import Path
 from collections.abc import Callable, Iterable, Sequence
 
 from drawing_ops import is_reflective, parse_tool_calls
+from drawing_ops.protocol import IMAGE_PLACEHOLDER, Role
 from vilasr.eval.benchmarks import Benchmark, EvalRecord, RecordError, Skipped, record_images
 from vilasr.eval.metrics import Aggregate, Semantics, extract_answer, overall, score, wilson_interval
 from vilasr.eval.rewards import format_items
@@ -128,8 +129,20 @@ def result_line(record: EvalRecord, benchmark: Benchmark, traj, image_paths: Seq
         "finish_reason": str(traj.finish_reason), "turns": len(turns), "tool_calls": tool_calls(turns),
         "tokens": int(traj.response_len), "format": float(format_items(turns) is not None),
         "reflective": bool(turns) and is_reflective(turns), "conversation": turns,
+        "images_per_turn": images_per_turn(getattr(traj, "messages", []), len(turns)),
         "num_inputs": num_inputs, "images": list(image_paths),
     }
+
+
+def images_per_turn(messages: Sequence[dict], num_turns: int) -> list[int]:
+    """How many images each model turn drew: the `<image>`s of the feedback turn that follows it."""
+    counts, turn = [0] * num_turns, -1
+    for message in messages:
+        if message.get("role") == str(Role.ASSISTANT):
+            turn += 1
+        elif message.get("role") == str(Role.USER) and 0 <= turn < num_turns:
+            counts[turn] += message.get("content", "").count(IMAGE_PLACEHOLDER)
+    return counts
 
 
 def skipped_line(record: EvalRecord, reason: str) -> dict:

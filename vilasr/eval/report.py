@@ -63,7 +63,7 @@ def summary_markdown(summary: EvalSummary, title: str = "") -> str:
               if summary.overall_interval else ""), ""]
     if bench.paper_7b is not None:
         out += [f"{PAPER_LABEL}: {bench.paper_7b}.", ""]
-    out += [summary.template_note, "", "| metric | value |", "|---|---|",
+    out += [summary.template_note or template_note(None), "", "| metric | value |", "|---|---|",
             f"| format rate | {pct(summary.format_rate)} % |",
             f"| reflective trajectories | {pct(summary.reflective_rate)} % |",
             f"| model turns per trajectory | {summary.mean_turns:.2f} |",

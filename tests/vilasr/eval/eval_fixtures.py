@@ -58,7 +58,7 @@ def write_benchmark_files(root: Path) -> dict[str, Path]:
                  {"question": "Depth of the lamp?", "answer": "2.5", "problem_type": "regression",
                   "data_type": "single_view", "image_path": ["view1.png"],
                   "original_question_type": "depth_prediction_oc"}],
-        "mmsi": [{"question": "Where is the door?", "options": ["A. a", "B. b", "C. c", "D. d"], "answer": "C",
+        "mmsi": [{"id": "mmsi-1", "question": "Where is the door?", "options": ["A. a", "B. b", "C. c", "D. d"], "answer": "C",
                   "problem_type": "multiple choice", "data_type": "multi_view",
                   "image_path": ["view1.png", "view2.png"]}],
     }

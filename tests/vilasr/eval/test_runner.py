@@ -112,3 +112,12 @@ def test_reports_and_compare(spar, tmp_path):
     assert rows[2].startswith("| a | spar | 2 | 100.0 |") and rows[3].startswith("| b | spar | 0 | - |")
     assert rows[4] == "| ViLaSR-7B (paper) | spar | - | 37.6 | - | - | - | - | - |"
     assert "| view_change_infer | 100.0 | - |" in table
+
+
+def test_the_report_says_which_prompt_wording_ran():
+    from vilasr.eval.report import template_note
+
+    assert "--prompt-template" in template_note(None) and "ours (the default)" in template_note(None)
+    assert template_note("ref.toml") == "Prompt wording: the template ref.toml."
+    summary = summarize([], Benchmark.MAZE, template_note=template_note("ref.toml"))
+    assert "Prompt wording: the template ref.toml." in summary_markdown(summary)

@@ -1,0 +1,88 @@
+"""`vilasr eval` end to end on the tiny preset (small budgets), its resume, `vilasr compare`, and the
+bad inputs that must end on the one error path (exit 2)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from vilasr.cli import main
+
+SMALL = ["--preset", "tiny", "--max-turn-tokens", "16", "--max-turns", "2", "--max-turns-maze", "2",
+         "--max-pixels", "12544", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def maze_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("eval") / "run"
+    assert main(["eval", "--benchmark", "synth-maze", "--n", "4", "--batch-size", "2", "--out", str(out),
+                 *SMALL]) == 0
+    return out
+
+
+def test_eval_end_to_end_on_the_built_in_maze(maze_run, capsys):
+    lines = [json.loads(x) for x in (maze_run / "results.jsonl").read_text().splitlines()]
+    assert len(lines) == 4 and all(line["status"] == "scored" for line in lines)
+    assert all(line["tokens"] <= 2 * 16 + 1 and 1 <= line["turns"] <= 2 for line in lines)
+    assert (maze_run / "data" / "test.json").is_file()  # made by synth
+    for name in ("summary.md", "summary.json", "gallery.html", "accuracy_per_type.png", "turns.png",
+                 "tool_calls.png", "finish_reasons.png"):
+        assert (maze_run / name).stat().st_size > 0, name
+    summary = json.loads((maze_run / "summary.json").read_text())
+    assert summary["scored"] == 4 and summary["benchmark"] == "synth-maze"
+    assert "--prompt-template" in (maze_run / "summary.md").read_text()
+
+
+def test_a_finished_run_resumes_without_loading_the_model(maze_run, capsys, monkeypatch):
+    import vilasr.cli.infer
+
+    def no_model(*args):
+        raise AssertionError("a finished run must not load the model")
+
+    monkeypatch.setattr(vilasr.cli.infer, "load_model_and_processor", no_model)
+    assert main(["eval", "--benchmark", "synth-maze", "--n", "4", "--out", str(maze_run), *SMALL]) == 0
+    out = capsys.readouterr().out
+    assert "4 record(s), 4 already done" in out
+    assert len((maze_run / "results.jsonl").read_text().splitlines()) == 4
+
+
+def test_compare_prints_runs_side_by_side(maze_run, capsys):
+    assert main(["compare", str(maze_run), str(maze_run)]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].startswith("| run | benchmark | records | overall")
+    assert sum(1 for row in table if row.startswith(f"| {maze_run} | synth-maze | 4 |")) == 2
+    assert not any("paper" in row for row in table)  # the paper has no synth-maze number
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--benchmark", "spar"], "needs --data FILE"),
+    (["--benchmark", "maze", "--data", "{tmp}/missing.json"], "no such file"),
+    (["--benchmark", "maze", "--data", "{tmp}/bad.json"], "neither JSON nor JSON lines"),
+    (["--benchmark", "maze", "--data", "{tmp}/empty.json"], "holds no usable record"),
+    (["--benchmark", "synth-maze", "--out", "{tmp}/foreign"], "holds files vilasr did not write"),
+    (["--benchmark", "maze", "--data", "{tmp}/empty.json", "--n", "3"], "drop it"),
+    (["--benchmark", "synth-maze", "--frames", "99"], "--frames 99"),
+])
+def test_bad_inputs_exit_2_with_one_line(tmp_path, capsys, args, message):
+    (tmp_path / "bad.json").write_text("{nope")
+    (tmp_path / "empty.json").write_text(json.dumps([{"question": "q"}]))
+    (tmp_path / "foreign").mkdir()
+    (tmp_path / "foreign" / "notes.txt").write_text("mine")
+    args = [a.format(tmp=tmp_path) for a in args]
+    if "--out" not in args:
+        args += ["--out", str(tmp_path / "out")]
+    assert main(["eval", *args, *SMALL]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], err
+    assert (tmp_path / "foreign" / "notes.txt").read_text() == "mine"
+
+
+def test_resuming_into_a_run_of_another_benchmark_is_refused(maze_run, capsys):
+    assert main(["eval", "--benchmark", "synth-multiview", "--out", str(maze_run), *SMALL]) == 2
+    assert "holds another eval run (benchmark was synth-maze, now synth-multiview)" in capsys.readouterr().err
+
+
+def test_compare_needs_eval_runs(tmp_path, capsys):
+    assert main(["compare", str(tmp_path)]) == 2
+    assert "not a finished `vilasr eval` run folder" in capsys.readouterr().err

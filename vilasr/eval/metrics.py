@@ -20,6 +20,11 @@ float32 exactly as the reference does (see `mean_relative_accuracy`). Problem ty
 after strip + lower-case. A malformed prediction or answer scores 0; nothing here raises on any
 string.
 
+Benchmark aggregates (SPEC §4) live here too: `overall(Aggregate, [(question type, score)])` --
+VSI-Bench the mean of its 8 task means (difficulty levels merged first, absent tasks left out),
+SPAR-Bench the mean over its 20 question types (others ignored), the rest a plain mean -- and
+`wilson_interval` for the 95 % intervals the reports give.
+
 (1) The reference's RL code falls back to the whole last turn as well, so a trajectory cut off
     mid-drawing could earn MRA from the coordinates it wrote. SPEC §4 gives the fallback to
     evaluation only; we follow SPEC (a reply that never answers earns no accuracy).

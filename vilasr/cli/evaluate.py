@@ -39,7 +39,10 @@ def add_parser(sub) -> None:
     from vilasr.rollout import RolloutConfig
 
     p = sub.add_parser("eval", help="run a benchmark and write results, tables, plots and a gallery",
-                       description=__doc__, formatter_class=HelpFormatter)
+                       description="Run a benchmark (a record file, or a built-in synth-* set) and write "
+                                   "results.jsonl, summary.md, plots and gallery.html into --out. Running the "
+                                   "same command again resumes an interrupted run.",
+                       formatter_class=HelpFormatter)
     p.add_argument("--benchmark", type=Benchmark, choices=list(Benchmark), required=True,
                    help="which benchmark (sets the aggregate and the paper's reference number)")
     p.add_argument("--data", type=Path, default=None,

@@ -86,3 +86,22 @@ def test_resuming_into_a_run_of_another_benchmark_is_refused(maze_run, capsys):
 def test_compare_needs_eval_runs(tmp_path, capsys):
     assert main(["compare", str(tmp_path)]) == 2
     assert "not a finished `vilasr eval` run folder" in capsys.readouterr().err
+
+
+def test_eval_on_frame_lists_and_a_video_file(tmp_path, capsys):
+    """VSI-Bench form: a record listing 16 frames (used as they are) and one holding a video file
+    (sampled with OpenCV to --frames frames); VSI's task-mean aggregate."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "eval"))
+    from eval_fixtures import write_benchmark_files
+
+    files = write_benchmark_files(tmp_path)
+    out = tmp_path / "run"
+    assert main(["eval", "--benchmark", "vsi", "--data", str(files["vsi"]), "--images", str(tmp_path / "img"),
+                 "--frames", "4", "--out", str(out), *SMALL]) == 0
+    lines = {x["id"]: x for x in map(json.loads, (out / "results.jsonl").read_text().splitlines())}
+    assert lines["7"]["num_inputs"] == 16 and lines["8"]["num_inputs"] == 4
+    assert "mean of the 8 VSI-Bench task means" in (out / "summary.md").read_text()
+    assert "ViLaSR-7B (paper): 45.4" in (out / "summary.md").read_text()

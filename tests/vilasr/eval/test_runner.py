@@ -121,3 +121,24 @@ def test_the_report_says_which_prompt_wording_ran():
     assert template_note("ref.toml") == "Prompt wording: the template ref.toml."
     summary = summarize([], Benchmark.MAZE, template_note=template_note("ref.toml"))
     assert "Prompt wording: the template ref.toml." in summary_markdown(summary)
+
+
+def test_a_stop_request_keeps_the_finished_batches(tmp_path):
+    from vilasr.cli.interrupts import Stopped, StopRequest
+
+    png(tmp_path / "a.png")
+    records = [{"id": f"r{k}", "question": "q", "answer": "A", "problem_type": "multiple choice",
+                "image_path": ["a.png"]} for k in range(4)]
+    (tmp_path / "b.json").write_text(json.dumps(records))
+    loaded = load_records(tmp_path / "b.json")
+    stop = StopRequest()
+    inner = scripted_generate({"q": [answer("A")]})
+
+    def generate(tasks):  # a Ctrl-C arrives during the first batch
+        stop.requested = True
+        return inner(tasks)
+
+    with pytest.raises(Stopped, match="2 of 4 records are in .*resume"):
+        run_eval(loaded.records, generate, tmp_path / "run", benchmark=Benchmark.MAZE, batch_size=2,
+                 progress=False, stop=stop)
+    assert [line["id"] for line in read_results(tmp_path / "run" / RESULTS)] == ["r0", "r1"]

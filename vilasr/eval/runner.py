@@ -219,7 +219,8 @@ def run_eval(records: Sequence[EvalRecord], generate: Callable, out: Path, *, be
     results_path = out / RESULTS
     done = {line["id"] for line in read_results(results_path)}
     pending = [r for r in records if r.id not in done]
-    bar = tqdm(total=len(records), initial=len(records) - len(pending), desc=f"eval {benchmark}", unit="record",
+    finished = len(records) - len(pending)
+    bar = tqdm(total=len(records), initial=finished, desc=f"eval {benchmark}", unit="record",
                disable=not progress)
     try:
         for start in range(0, len(pending), batch_size):
@@ -237,9 +238,10 @@ def run_eval(records: Sequence[EvalRecord], generate: Callable, out: Path, *, be
                     paths = _write_images(out, record, list(traj.images), len(images))
                     lines.append(result_line(record, benchmark, traj, paths, len(images)))
             append_lines(results_path, lines)
+            finished += len(batch)
             bar.update(len(batch))
             if stop is not None and stop.requested:
-                stop.stop(f"{bar.n} of {len(records)} records are in {results_path}; run the same command to "
+                stop.stop(f"{finished} of {len(records)} records are in {results_path}; run the same command to "
                           "resume")
     finally:
         bar.close()

@@ -80,12 +80,21 @@ def add_parser(sub) -> None:
     c.set_defaults(func=run_compare)
 
 
-def run_identity(args, data: Path | None) -> dict:
-    """What a resumed run must share with the folder's first run."""
+def run_identity(args, data: Path | None, config) -> dict:
+    """What a resumed run must share with the folder's first run (`settings`: a digest of the
+    rollout and sampling settings and the prompt template, so results of other settings never mix)."""
+    import hashlib
+
     return {"benchmark": str(args.benchmark), "data": str(Path(data).resolve()) if data else None,
             "images": str(args.images.resolve()) if args.images else None,
             "model": str(args.model.resolve()) if args.model else f"preset:{args.preset}", "seed": args.seed,
-            "frames": args.frames}
+            "frames": args.frames, "settings": hashlib.sha1(repr(config).encode()).hexdigest()[:12]}
+
+
+def _difference(key: str, before, now) -> str:
+    if key == "settings":
+        return "the rollout/sampling flags or the prompt template differ"
+    return f"{key} was {before}, now {now}"
 
 
 def prepare_out(out: Path, identity: dict) -> bool:
@@ -107,7 +116,7 @@ def prepare_out(out: Path, identity: dict) -> bool:
         if identity["data"] and earlier.get("data") and earlier["data"] != identity["data"]:
             different["data"] = (earlier["data"], identity["data"])
         if different:
-            what = "; ".join(f"{k} was {a}, now {b}" for k, (a, b) in different.items())
+            what = "; ".join(_difference(k, a, b) for k, (a, b) in different.items())
             raise InputError(f"--out {out} holds another eval run ({what}); choose another --out to start a new "
                              "run, or repeat the earlier command to resume it")
         return True
@@ -144,11 +153,11 @@ def run(args) -> int:
     config = rollout_config_from_args(args)
     if args.data is not None:
         loaded = load_records(args.data, args.images)  # read before the folder is touched: fail early
-    resumed = prepare_out(args.out, run_identity(args, args.data))
+    resumed = prepare_out(args.out, run_identity(args, args.data, config))
     data = args.data if args.data is not None else builtin_data(args)
     if args.data is None:
         loaded = load_records(data, args.images)
-    identity = run_identity(args, data)
+    identity = run_identity(args, data, config)
     if not resumed:
         (args.out / RUN_FILE).write_text(json.dumps(identity, indent=1) + "\n", encoding="utf-8")
     records = loaded.records[: args.limit] if args.limit else loaded.records

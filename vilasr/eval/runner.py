@@ -106,7 +106,7 @@ def task_seed(record_id: str) -> int:
 
 
 def tool_calls(turns: Sequence[str]) -> int:
-    """Model turns that called a tool (every turn but an answering last one)."""
+    """Model turns that called a tool: they hold a fenced block and no answer."""
     parsed = [parse_tool_calls(t) for t in turns]
     return sum(1 for p in parsed if p.answer is None and p.num_blocks > 0)
 

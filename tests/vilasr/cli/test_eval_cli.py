@@ -81,6 +81,9 @@ def test_bad_inputs_exit_2_with_one_line(tmp_path, capsys, args, message):
 def test_resuming_into_a_run_of_another_benchmark_is_refused(maze_run, capsys):
     assert main(["eval", "--benchmark", "synth-multiview", "--out", str(maze_run), *SMALL]) == 2
     assert "holds another eval run (benchmark was synth-maze, now synth-multiview)" in capsys.readouterr().err
+    changed = [a if a != "16" else "17" for a in SMALL]  # another --max-turn-tokens
+    assert main(["eval", "--benchmark", "synth-maze", "--n", "4", "--out", str(maze_run), *changed]) == 2
+    assert "the rollout/sampling flags or the prompt template differ" in capsys.readouterr().err
 
 
 def test_compare_needs_eval_runs(tmp_path, capsys):

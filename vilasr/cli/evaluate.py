@@ -136,12 +136,12 @@ def builtin_data(args) -> Path:
 
 def run(args) -> int:
     from vilasr.cli.infer import check_budgets, load_model_and_processor, rollout_config_from_args
-    from vilasr.cli.interrupts import stop_requests
+    from vilasr.cli.interrupts import Stopped, stop_requests
     from vilasr.errors import InputError
     from vilasr.eval.benchmarks import check_frames, load_records
     from vilasr.eval.report import write_reports
     from vilasr.eval.report import template_note as note_for
-    from vilasr.eval.runner import RESULTS, model_generate, read_results, run_eval
+    from vilasr.eval.runner import RESULTS, model_generate, read_results, run_eval, summarize
 
     check_frames(args.frames)
     if args.data is None and not args.benchmark.builtin:
@@ -174,11 +174,17 @@ def run(args) -> int:
         check_budgets(config, model.config.text.max_position_embeddings)
         generate = model_generate(model, processor, config, seed=args.seed)
     note = note_for(str(args.prompt_template) if args.prompt_template else None)
-    with stop_requests() as stop:
-        summary = run_eval(records, generate, args.out, benchmark=args.benchmark, batch_size=args.batch_size,
-                           frames=args.frames, skipped=loaded.skipped, progress=not args.no_progress, stop=stop,
-                           template_note=note)
-    lines = [line for line in read_results(args.out / RESULTS) if line["id"] in {r.id for r in records}]
+    wanted = {r.id for r in records}
+    try:
+        with stop_requests() as stop:
+            summary = run_eval(records, generate, args.out, benchmark=args.benchmark, batch_size=args.batch_size,
+                               frames=args.frames, skipped=loaded.skipped, progress=not args.no_progress,
+                               stop=stop, template_note=note)
+    except Stopped:  # the reports of what is finished so far; the next run completes them
+        lines = [line for line in read_results(args.out / RESULTS) if line["id"] in wanted]
+        write_reports(args.out, summarize(lines, args.benchmark, loaded.skipped, template_note=note), lines)
+        raise
+    lines = [line for line in read_results(args.out / RESULTS) if line["id"] in wanted]
     write_reports(args.out, summary, lines)
     iv = summary.overall_interval
     print(f"{args.benchmark}: overall {100 * summary.overall:.1f}" if summary.overall is not None

@@ -120,7 +120,7 @@ def image_folder(record_id: str) -> str:
 def result_line(record: EvalRecord, benchmark: Benchmark, traj, image_paths: Sequence[str], num_inputs: int) -> dict:
     """The results.jsonl line of a finished trajectory."""
     turns = list(traj.turns)
-    reply = turns[-1] if turns else ""
+    reply = turns[-1] if turns else ""  # the reference scores the last assistant turn (its model_output)
     return {
         "id": record.id, "status": str(Status.SCORED), "benchmark": str(benchmark),
         "question": record.question, "options": list(record.options), "answer": record.answer,

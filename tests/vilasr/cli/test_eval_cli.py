@@ -108,3 +108,46 @@ def test_eval_on_frame_lists_and_a_video_file(tmp_path, capsys):
     assert lines["7"]["num_inputs"] == 16 and lines["8"]["num_inputs"] == 4
     assert "mean of the 8 VSI-Bench task means" in (out / "summary.md").read_text()
     assert "ViLaSR-7B (paper): 45.4" in (out / "summary.md").read_text()
+
+
+def test_an_interrupted_run_reports_what_is_done_and_resumes(tmp_path, capsys, monkeypatch):
+    """Ctrl-C after the first batch: exit 130, the first batch kept and reported; the same command
+    then finishes the rest. (The model is a scripted stand-in here: the tiny one is tested above.)"""
+    import sys
+    from pathlib import Path
+
+    import vilasr.cli.infer
+    import vilasr.eval.runner as runner
+    from vilasr.cli.interrupts import Stopped
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "eval"))
+    from eval_fixtures import scripted_generate
+
+    class AnyQuestion(dict):
+        def __missing__(self, question):
+            return ["<think>so</think> Action: Answer\n<answer>A</answer>"]
+
+    from types import SimpleNamespace
+
+    no_model = SimpleNamespace(config=SimpleNamespace(text=SimpleNamespace(max_position_embeddings=4096)))
+    monkeypatch.setattr(vilasr.cli.infer, "load_model_and_processor", lambda *a: (no_model, None))
+    monkeypatch.setattr(runner, "model_generate", lambda *a, **k: scripted_generate(AnyQuestion()))
+    out = tmp_path / "run"
+    real = runner.append_lines
+    calls = []
+
+    def interrupted(path, lines):
+        real(path, lines)
+        calls.append(len(lines))
+        if len(calls) == 1:
+            raise Stopped(2, "stopped after the first batch")
+
+    monkeypatch.setattr(runner, "append_lines", interrupted)
+    args = ["eval", "--benchmark", "synth-maze", "--n", "3", "--batch-size", "2", "--out", str(out), *SMALL]
+    assert main(args) == 130
+    assert len((out / "results.jsonl").read_text().splitlines()) == 2
+    assert json.loads((out / "summary.json").read_text())["scored"] == 2  # reported so far
+    monkeypatch.setattr(runner, "append_lines", real)
+    assert main(args) == 0
+    assert "3 record(s), 2 already done" in capsys.readouterr().out
+    assert json.loads((out / "summary.json").read_text())["scored"] == 3

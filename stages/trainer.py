@@ -299,8 +299,13 @@ class Trainer:
         positions = prepare_inputs(cfg, batch.input_ids, batch.attention_mask,
                                    grids if len(grids) else None)["positions"]
         if not self.config.freeze_vision and batch.images:
-            pixels = self.processor.image_processor(list(batch.images))["pixel_values"]
-            images = {"pixels": pixels, "plan": vision_plan(grids, cfg.vision)}
+            # a power-of-two number of images (blank ones after the real ones, whose features no
+            # image token takes): a run compiles once per count bucket, not once per image count
+            padded = list(batch.images) + [np.zeros_like(batch.images[0])] * (bucket(len(batch.images), 1)
+                                                                              - len(batch.images))
+            pixels = self.processor.image_processor(padded)["pixel_values"]
+            padded_grids = np.array([self.vision.grid(*im.shape[:2]) for im in padded], np.int32)
+            images = {"pixels": pixels, "plan": vision_plan(padded_grids, cfg.vision)}
         else:
             self.vision.parts = nnx.split(self.model)   # current weights (and no stale copies kept alive)
             feats = self.vision.encode(batch.images) if batch.images else []

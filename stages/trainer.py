@@ -126,7 +126,8 @@ def on_mesh(step):
     @functools.wraps(step)
     def run(model, *args, **kwargs):
         leaf = jax.tree.leaves(nnx.state(model, nnx.Param))[0]
-        mesh = getattr(getattr(leaf, "sharding", None), "mesh", None)
+        traced = isinstance(leaf, jax.core.Tracer)   # inside another jit: its caller set the mesh
+        mesh = None if traced else getattr(getattr(leaf, "sharding", None), "mesh", None)
         if not isinstance(mesh, jax.sharding.Mesh) or mesh.size == 1:
             return step(model, *args, **kwargs)
         with jax.set_mesh(mesh), nnx.logical_axis_rules(tpu_rules.TRAIN):

@@ -29,12 +29,12 @@ class Chip:
     dims: int               # torus dimensions (3 for v4/v5p, 2 for v5e/v6e)
 
 
-GiB = 2**30
+GB = 10**9   # chips are sold in decimal gigabytes; rounding down keeps "fits" honest
 CHIPS = {
-    "v4": Chip("v4", 32 * GiB, 275e12, 1.2e12, 2, 3),
-    "v5p": Chip("v5p", 95 * GiB, 459e12, 2.765e12, 2, 3),
-    "v5e": Chip("v5e", 16 * GiB, 197e12, 0.819e12, 1, 2),
-    "v6e": Chip("v6e", 32 * GiB, 918e12, 1.64e12, 1, 2),
+    "v4": Chip("v4", 32 * GB, 275e12, 1.2e12, 2, 3),
+    "v5p": Chip("v5p", 95 * GB, 459e12, 2.765e12, 2, 3),
+    "v5e": Chip("v5e", 16 * GB, 197e12, 0.819e12, 1, 2),
+    "v6e": Chip("v6e", 32 * GB, 918e12, 1.64e12, 1, 2),
 }
 _ALIASES = {"v5litepod": "v5e", "v5lite": "v5e", "v6lite": "v6e"}
 
@@ -119,7 +119,7 @@ def quiet_host_defaults() -> None:
     is a single CPU-only worker, before JAX starts. Without this an installed libtpu makes JAX
     try the TPU backend, look up a metadata server that is not there and print init errors;
     with it libtpu still compiles for a named topology (`devices`). Values already set win."""
-    if has_tpu_chip():
+    if not libtpu_available() or has_tpu_chip():
         return
     for key, value in (("JAX_PLATFORMS", "cpu"), ("TPU_SKIP_MDS_QUERY", "1"), ("TPU_WORKER_ID", "0"),
                        ("TPU_WORKER_HOSTNAMES", "localhost"), ("TPU_ACCELERATOR_TYPE", "v5p-8")):

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import jax
+import numpy as np
 from flax import nnx
 
 from tpu import logical
@@ -47,9 +48,19 @@ def abstract(state, mesh, rules: Rules):
 def place(module, mesh, rules: Rules) -> None:
     """Move every variable of `module` (a model, an optimizer) to its sharding, in place."""
     state = nnx.state(module)
-    placed = jax.tree.map(lambda v: v.replace(jax.device_put(v.get_value(), sharding_of(v, mesh, rules))),
+    placed = jax.tree.map(lambda v: v.replace(_put(v.get_value(), sharding_of(v, mesh, rules))),
                           state, is_leaf=_is_variable)
     nnx.update(module, placed)
+
+
+def _put(value, sharding):
+    if getattr(value, "sharding", None) == sharding:
+        return value
+    if isinstance(value, jax.Array) and len(value.sharding.device_set) == 1:
+        # from one device, through the host: moving a committed array to a new layout compiles a
+        # resharding program per shape, seconds per model on a CPU
+        value = np.asarray(value)
+    return jax.device_put(value, sharding)
 
 
 def sharded_init(factory: Callable[[], nnx.Module], mesh, rules: Rules):

@@ -121,8 +121,11 @@ def quiet_host_defaults() -> None:
     with it libtpu still compiles for a named topology (`devices`). Values already set win."""
     if not libtpu_available() or has_tpu_chip():
         return
+    # ALLOW_MULTIPLE_LIBTPU_LOAD: without a chip there is nothing to guard, and libtpu's lock file
+    # (/tmp/libtpu_lockfile) would otherwise let one process at a time compile for TPU.
     for key, value in (("JAX_PLATFORMS", "cpu"), ("TPU_SKIP_MDS_QUERY", "1"), ("TPU_WORKER_ID", "0"),
-                       ("TPU_WORKER_HOSTNAMES", "localhost"), ("TPU_ACCELERATOR_TYPE", "v5p-8")):
+                       ("TPU_WORKER_HOSTNAMES", "localhost"), ("TPU_ACCELERATOR_TYPE", "v5p-8"),
+                       ("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")):
         os.environ.setdefault(key, value)
 
 

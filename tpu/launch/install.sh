@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Install vilasr on every worker of a slice, with the README's command plus the `tpu` extra.
+#
+#   tpu/launch/install.sh --name vilasr-sft --zone us-east5-a --repo https://example.org/vilasr.git [--ref main] [--dry-run]
+source "$(dirname "$0")/common.sh"
+parse_args "$@"
+[[ -n "$REPO" ]] || usage_error "--repo is required" "give the git URL of this repository"
+on_all_workers "set -e; if [ -d vilasr ]; then git -C vilasr fetch -q origin && git -C vilasr checkout -q $REF; \
+else git clone -q $REPO vilasr && git -C vilasr checkout -q $REF; fi; cd vilasr; \
+python3 -m venv .venv && .venv/bin/pip install -q -e '.[tpu]'"

@@ -3,7 +3,7 @@
 set -euo pipefail
 
 DRY_RUN=${DRY_RUN:-0}
-NAME="" ZONE="" TYPE="" PROJECT="" RUNTIME="${RUNTIME:-}" REPO="${REPO:-}" REF="${REF:-main}" SPOT=0
+NAME="" ZONE="" TYPE="" PROJECT="" RUNTIME="${RUNTIME:-}" REPO="${REPO:-}" REF="${REF:-main}" SPOT=0 BUCKET=""
 COMMAND=()
 
 usage_error() { echo "error: $1; $2" >&2; exit 2; }
@@ -18,6 +18,7 @@ parse_args() {
       --runtime) RUNTIME="$2"; shift 2 ;;
       --repo) REPO="$2"; shift 2 ;;
       --ref) REF="$2"; shift 2 ;;
+      --bucket) BUCKET="$2"; shift 2 ;;
       --spot) SPOT=1; shift ;;
       --dry-run) DRY_RUN=1; shift ;;
       --) shift; COMMAND=("$@"); break ;;

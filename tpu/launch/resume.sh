@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Bring a run back after a preemption: if the slice is gone or PREEMPTED, delete what is left,
 # create it again, install, and start the same command. The trainer resumes from the newest
-# checkpoint in its --out (use gs:// so it outlives the VMs). Run it from cron or a loop.
+# checkpoint in its --out (a folder under the --bucket mount /gcs, so it outlives the VMs). Run it from cron or a loop.
 #
 #   tpu/launch/resume.sh --name vilasr-sft --zone us-east5-a --type v5p-16 --repo URL [--spot] [--dry-run] -- vilasr train ...
 source "$(dirname "$0")/common.sh"
@@ -29,5 +29,7 @@ pass=(--name "$NAME" --zone "$ZONE")
 spot=()
 [[ "$SPOT" == 1 ]] && spot=(--spot)
 bash "$here/create_slice.sh" "${pass[@]}" --type "$TYPE" "${spot[@]}"
-bash "$here/install.sh" "${pass[@]}" --repo "$REPO" --ref "$REF"
+bucket=()
+[[ -n "$BUCKET" ]] && bucket=(--bucket "$BUCKET")
+bash "$here/install.sh" "${pass[@]}" --repo "$REPO" --ref "$REF" "${bucket[@]}"
 bash "$here/start.sh" "${pass[@]}" -- "${COMMAND[@]}"

@@ -63,6 +63,9 @@ def run(args) -> int:
     from vilasr.cli.interrupts import Stopped
     from vilasr.errors import VilasrError
 
+    from tpu.distributed import initialize
+
+    initialize()   # on a TPU slice of several hosts: join the others before any device is touched
     config = build_config(args)
     if args.preset in ("3b", "7b"):
         raise VilasrError(f"--preset {args.preset} has no built-in tokenizer or weights; pass --model DIR with a "

@@ -61,7 +61,8 @@ class PlanConfig:
     """What to plan. Zeros take ViLaSR's settings (SPEC §5) for the stage."""
 
     preset: str = _field("7b", "model size: tiny, 3b or 7b")
-    stage: PlanStage = _field(PlanStage.SFT, "which step: sft, rl (GRPO update) or decode (one sampler step)")
+    stage: PlanStage = dataclasses.field(default=PlanStage.SFT, metadata={
+        "help": "which step: sft, rl (GRPO update) or decode (one sampler step)"})
     topology: str = _field("", "TPU slice, e.g. v5p-16, v5e-32, v6e-8 or v5p:2x2x2; empty = simulated CPU devices")
     cpu_devices: int = _field(8, "simulated CPU devices when there is no topology (or no libtpu)")
     seq: int = _field(0, "tokens per sequence (sft 18432, rl 5120 + 13312); decode: filled cache slots (8192); "
@@ -164,7 +165,6 @@ def _spec(shape, dtype, names, mesh, table):
 def _image_layout(cfg, batch: int, length: int, side: int):
     """Token ids with one side x side image per row (or none), and the host-side inputs the model
     takes for them (M-RoPE positions, the vision plan): their shapes are what the step compiles for."""
-    from vilasr.model import prepare_inputs
 
     if not side:
         return np.ones((batch, length), np.int32), None, 0
@@ -228,7 +228,7 @@ def _train_inputs(cfg, batch, length, side, mesh, table, *, pixels: bool):
     arrays = [_spec((batch, length), jnp.int32, rows, mesh, table), _spec((batch, length), jnp.bool_, rows, mesh, table),
               _spec((batch, length), jnp.bool_, rows, mesh, table),
               _spec((3, batch, length), jnp.int32, (None, *rows), mesh, table)]
-    whole = lambda a: _spec(a.shape, a.dtype, (None,) * len(a.shape), mesh, table)  # noqa: E731
+    whole = lambda a: _spec(a.shape, a.dtype, (None,) * len(a.shape), mesh, table)
     if grid is not None and pixels:
         host = prepare_inputs(cfg, ids, None, grid)
         images = {"pixels": _spec((int(grid.prod(-1).sum()), cfg.vision.patch_dim), jnp.float32,
@@ -333,14 +333,14 @@ def decode_step(cfg, config: PlanConfig, batch: int, mesh, table) -> Step:
     params = tpu_sharding.abstract(params, mesh, table)
     t = cfg.text
     slots = -(-config.seq_len // sampler.CACHE_BLOCK) * sampler.CACHE_BLOCK
-    spec = lambda shape, dtype, names: _spec(shape, dtype, names, mesh, table)  # noqa: E731
+    spec = lambda shape, dtype, names: _spec(shape, dtype, names, mesh, table)
     cache = KVCache(k=spec((t.num_hidden_layers, batch, t.num_key_value_heads, t.head_dim, slots), jnp.bfloat16,
                            KVCache.K_AXES),
                     v=spec((t.num_hidden_layers, batch, t.num_key_value_heads, slots, t.head_dim), jnp.bfloat16,
                            KVCache.V_AXES),
                     mask=spec((batch, slots), jnp.bool_, KVCache.MASK_AXES), index=spec((), jnp.int32, ()),
                     next_pos=spec((batch,), jnp.int32, ("batch",)))
-    row = lambda dtype: spec((batch,), dtype, ("batch",))  # noqa: E731
+    row = lambda dtype: spec((batch,), dtype, ("batch",))
     state = sampler.DecodeState(cache=cache, logits=spec((batch, t.vocab_size), jnp.float32, ("batch", "vocab")),
                                 tokens=spec((batch, 1), jnp.int32, ("batch", None)),
                                 logprobs=spec((batch, 1), jnp.float32, ("batch", None)), length=row(jnp.int32),
@@ -463,8 +463,8 @@ def format_plan(plan: Plan) -> str:
              f"how: {t.note}",
              "per device:"]
     hbm = f" of {_gb(plan.hbm)} HBM" if plan.hbm else ""
-    lines += [f"  arguments {_gb(e.argument_bytes)}, outputs {_gb(e.output_bytes)} ({_gb(e.alias_bytes)} reusing "
-              f"donated arguments), temporaries {_gb(e.temp_bytes)}",
+    lines += [(f"  arguments {_gb(e.argument_bytes)}, outputs {_gb(e.output_bytes)} ({_gb(e.alias_bytes)} reusing "
+              f"donated arguments), temporaries {_gb(e.temp_bytes)}"),
               f"  at once {_gb(e.peak_bytes)}{hbm}"
               + ("" if plan.fits is None else ("  -> fits" if plan.fits else "  -> DOES NOT FIT")),
               f"  flops {e.flops:.3e} (compiler's count, per device)"]
@@ -476,8 +476,8 @@ def format_plan(plan: Plan) -> str:
     extra = f" + {plan.cache_seconds * 1e3:.2f} ms reading the KV cache" if plan.cache_seconds else ""
     lines += [f"compiler's estimated step time: {e.seconds * 1e3:.2f} ms{extra}",
               f"estimated tokens/s per chip: {plan.tokens_per_second_per_chip:,.0f}",
-              f"estimated MFU: {100 * plan.mfu:.1f}% (model flops {plan.model_flops:.3e} over {t.chips} chips x "
+              (f"estimated MFU: {100 * plan.mfu:.1f}% (model flops {plan.model_flops:.3e} over {t.chips} chips x "
               f"{t.topology.chip.peak_bf16_flops / 1e12:.0f} TFLOP/s bf16 peak); compiler flops at "
-              f"{100 * e.flops / e.seconds / t.topology.chip.peak_bf16_flops:.1f}% of peak",
+              f"{100 * e.flops / e.seconds / t.topology.chip.peak_bf16_flops:.1f}% of peak"),
               "(estimates of the TPU compiler, not measurements)"]
     return "\n".join(lines)

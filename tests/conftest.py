@@ -15,11 +15,11 @@ if "--xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", "
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
                                f" --xla_force_host_platform_device_count={HOST_DEVICES}").strip()
 
-from tpu.topology import quiet_host_defaults  # noqa: E402
+from tpu.topology import quiet_host_defaults
 
 quiet_host_defaults()   # with libtpu installed (the test extra) and no chip: JAX on CPU, no libtpu init noise
 
-import pytest  # noqa: E402
+import pytest
 
 
 class HFReference:

@@ -100,7 +100,7 @@ def test_checkpoint_saved_under_one_mesh_restores_under_another(tmp_path):
         np.testing.assert_array_equal(_params(second)[name], value, err_msg=name)
     kernel = second.model.layers.mlp.gate.kernel.get_value()
     assert kernel.sharding.mesh.shape == mesh.shape and kernel.sharding.spec[1:] == ("fsdp", "tensor")
-    mu = [v for p, v in nnx.to_flat_state(nnx.state(second.optimizer)) if "mu" in p and p[-1] == "kernel"][0]
+    mu = next(v for p, v in nnx.to_flat_state(nnx.state(second.optimizer)) if "mu" in p and p[-1] == "kernel")
     assert mu.get_value().sharding.mesh.shape == mesh.shape
 
 

@@ -1,6 +1,6 @@
 """The trainer all three stages share: AdamW with warm-up + cosine (or constant) and global-norm
 clipping, gradient accumulation, bf16 compute over float32 master weights, frozen parameter
-groups, data parallelism over the visible devices, Orbax checkpoints with exact resume, and
+groups, FSDP over a `tpu` mesh (tpu/rules.py TRAIN), Orbax checkpoints with exact resume, and
 metrics as TensorBoard events + JSONL with a progress bar.
 
 Exact resume. A checkpoint holds the parameters, the optimizer state, the step and the Grain

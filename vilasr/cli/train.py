@@ -41,7 +41,8 @@ def add_parser(sub) -> None:
     train.add_argument("--out", type=Path, required=True, help="run folder: checkpoints, metrics, exported model")
     train.add_argument("--config", type=Path, help="JSON file of training settings (field names as the flags)")
     train.add_argument("--devices", type=int, default=0,
-                       help="devices to train on, data parallel (default: 0 = all visible)")
+                       help="devices to train on: weights, gradients, optimizer state and rows sharded over them "
+                            "(FSDP; default: 0 = all visible)")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     stages = (Stage.COLD_START,)
     add_config_flags(train, TrainConfig, _train_fields(), presets={str(s): TrainConfig.for_stage(s) for s in stages})

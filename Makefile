@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 RUNTIME := $(VENV)/.installed-runtime
 TESTING := $(VENV)/.installed-test
 
-.PHONY: demo test bench
+.PHONY: demo test bench browser
 
 $(RUNTIME): pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -23,7 +23,16 @@ $(TESTING): $(RUNTIME)
 demo: $(RUNTIME)
 	$(VENV)/bin/vilasr demo --out out/demo
 
-test: $(TESTING)
+# The gallery test drives a real headless Chromium: Debian's packages, installed once when absent.
+# Not root (a laptop): say so and go on; that one test is then skipped.
+browser:
+	@test -x /usr/bin/chromium -a -x /usr/bin/chromedriver || \
+	if [ "$$(id -u)" = 0 ]; then \
+		echo "make: installing Debian's chromium and chromium-driver (for the gallery test)"; \
+		apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	else echo "make: chromium/chromium-driver missing; install them (apt-get install chromium chromium-driver) to run the gallery test"; fi
+
+test: $(TESTING) browser
 	$(PY) -m pytest tests
 
 bench: $(RUNTIME)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from vilasr.rollout.sampler import ban_tokens
+
 LOGIT_CHUNK = 2048  # positions whose logits exist at once (a 7B vocabulary is 152k wide)
 
 
@@ -33,3 +35,18 @@ def next_token_loss_sum(hidden: jax.Array, to_logits, input_ids: jax.Array, loss
         end = min(start + chunk, h.shape[1])
         total = total + chunk_sum(h[:, start:end], targets[:, start:end], weights[:, start:end])
     return total, jnp.sum(weights)
+
+
+def next_token_logprobs(hidden: jax.Array, to_logits, input_ids: jax.Array, temperature: float = 1.0,
+                        banned: tuple[int, ...] = (), chunk: int = LOGIT_CHUNK) -> jax.Array:
+    """(B, L − 1) log-probability of token t + 1 under `softmax(logits_t / temperature)` with the
+    `banned` ids removed, in float32: what the sampler recorded, recomputed by one teacher-forced
+    forward. Logits are made `chunk` positions at a time and recomputed in the backward pass."""
+    h, targets = hidden[:, :-1], input_ids[:, 1:]
+
+    @jax.checkpoint
+    def chunk_logprobs(h_c, t_c):
+        return -token_nll(ban_tokens(to_logits(h_c).astype(jnp.float32), banned) / temperature, t_c)
+
+    return jnp.concatenate([chunk_logprobs(h[:, s:s + chunk], targets[:, s:s + chunk])
+                            for s in range(0, h.shape[1], chunk)], axis=1)

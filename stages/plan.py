@@ -241,7 +241,7 @@ def _train_inputs(cfg, batch, length, side, mesh, table, *, pixels: bool):
 
 
 def sft_step(cfg, config: PlanConfig, batch: int, mesh, table) -> Step:
-    """The trainer's step for one micro-batch: `_grad_step` then the AdamW update (`_apply`)."""
+    """The trainer's step for one micro-batch: `_grad_step`, then the AdamW update (`apply_gradients`)."""
     from stages import trainer
 
     train_cfg = TrainConfig(batch_size=batch, max_seq_len=config.seq_len)
@@ -252,7 +252,7 @@ def sft_step(cfg, config: PlanConfig, batch: int, mesh, table) -> Step:
     def step(state, inputs):
         model, optimizer = nnx.merge(graphdef, state)
         total, count, grads = trainer._grad_step(model, wrt, *inputs)
-        trainer._apply(model, optimizer, grads, count)
+        trainer.apply_gradients(model, optimizer, grads, count)
         return total / jnp.maximum(count, 1.0), nnx.state((model, optimizer))
 
     tokens = batch * config.seq_len
@@ -264,24 +264,25 @@ def sft_step(cfg, config: PlanConfig, batch: int, mesh, table) -> Step:
 
 
 def rl_step(cfg, config: PlanConfig, batch: int, mesh, table) -> Step:
-    """One GRPO update micro-batch: teacher-forced log-probs of the rollouts (vision tower
-    trainable, images as pixels), the clipped policy loss of `stages.rl.math.grpo_loss`, its
-    gradients and the AdamW update."""
+    """The GRPO trainer's update for one micro-batch (`stages.rl.grpo._grpo_grad_step`: the
+    teacher-forced log-probs of the rollouts with the vision tower trained on pixels, the clipped
+    policy loss, its gradients), then the AdamW update (`apply_gradients`)."""
     from stages import trainer
+    from stages.rl import grpo
 
     train_cfg = TrainConfig.for_stage("rl", batch_size=batch, max_seq_len=config.seq_len)
     graphdef, state = _train_state(cfg, train_cfg, mesh, table)
     wrt = trainer.trainable(train_cfg.freeze_vision)
     inputs, n_img = _train_inputs(cfg, batch, config.seq_len, config.image_side, mesh, table, pixels=True)
-    per_token = _spec((batch, config.seq_len - 1), jnp.float32, ("batch", "length"), mesh, table)
+    old_logp = _spec((batch, config.seq_len), jnp.float32, ("batch", "length"), mesh, table)
     advantages = _spec((batch,), jnp.float32, ("batch",), mesh, table)
     loss_cfg = GrpoLossConfig()
 
     def step(state, inputs, old_logp, advantages):
         model, optimizer = nnx.merge(graphdef, state)
-        loss, grads = grpo_gradients(model, wrt, loss_cfg, inputs, old_logp, advantages)
-        trainer._apply(model, optimizer, grads, jnp.ones((), jnp.float32))
-        return loss, nnx.state((model, optimizer))
+        total, rows, _, grads = grpo._grpo_grad_step(model, wrt, loss_cfg, 1.0, *inputs, old_logp, advantages, None)
+        trainer.apply_gradients(model, optimizer, grads, rows)
+        return total / jnp.maximum(rows, 1.0), nnx.state((model, optimizer))
 
     tokens = batch * config.seq_len
     total, matmul = _param_count(state[0])
@@ -290,35 +291,7 @@ def rl_step(cfg, config: PlanConfig, batch: int, mesh, table) -> Step:
     flops = tokens * (6 * matmul + 3 * _attention_flops(cfg, config.seq_len)) + 6 * vision * patches
     what = (f"GRPO update step: {batch} x {config.seq_len} tokens"
             + (f", one {config.image_side} px image each ({n_img} tokens, tower trained)" if n_img else ""))
-    return Step(jax.jit(step, donate_argnums=0), (state, inputs, per_token, advantages), tokens, flops, what)
-
-
-def grpo_gradients(model, wrt, loss_cfg: GrpoLossConfig, inputs, old_logp, advantages):
-    """(loss, gradients) of the GRPO policy loss over a padded micro-batch (written for the plan
-    until the GRPO trainer's own update step lands; same math: stages.rl.math.grpo_loss over the
-    model's teacher-forced next-token log-probabilities, loss on the loss-mask tokens)."""
-    from stages.losses import LOGIT_CHUNK
-    from stages.rl.math import grpo_loss
-
-    input_ids, attention_mask, loss_mask, positions, images = inputs
-
-    def loss_fn(m):
-        hidden = m(input_ids, attention_mask=attention_mask, positions=positions, return_hidden=True,
-                   image_embeds=images.get("embeds"), pixel_values=images.get("pixels"), image_plan=images.get("plan"))
-        h, targets = hidden[:, :-1], input_ids[:, 1:]
-
-        @jax.checkpoint
-        def chunk_logp(h_c, t_c):   # logits exist LOGIT_CHUNK positions at a time, recomputed in backward
-            logits = m.logits(h_c)
-            return jnp.take_along_axis(logits, t_c[..., None], axis=-1)[..., 0] - jax.nn.logsumexp(logits, axis=-1)
-
-        logp = jnp.concatenate([chunk_logp(h[:, s:s + LOGIT_CHUNK], targets[:, s:s + LOGIT_CHUNK])
-                                for s in range(0, h.shape[1], LOGIT_CHUNK)], axis=1)
-        loss, _ = grpo_loss(logp, old_logp, advantages, loss_mask[:, 1:], loss_cfg)
-        return loss
-
-    loss, grads = nnx.value_and_grad(loss_fn, argnums=nnx.DiffState(0, wrt))(model)
-    return loss, tpu_sharding.constrain_like_params(grads)
+    return Step(jax.jit(step, donate_argnums=0), (state, inputs, old_logp, advantages), tokens, flops, what)
 
 
 def decode_step(cfg, config: PlanConfig, batch: int, mesh, table) -> Step:

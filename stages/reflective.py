@@ -19,22 +19,13 @@ from pathlib import Path
 from typing import Sequence
 
 from drawing_ops import is_reflective
-from drawing_ops.protocol import ProblemType
 from stages.config import Stage, TrainConfig
+from stages.prompts import Prompt, load_prompts, sample
 from stages.sft import load_model, run_sft
 from synth import io as synth_io
 from vilasr.errors import ConfigError
 from vilasr.eval.rewards import trajectory_reward
-from vilasr.rollout import RolloutConfig, RolloutTask, Trajectory, rollout
-
-
-@dataclasses.dataclass(frozen=True)
-class Prompt:
-    """A question to sample on, with its ground truth and the family it is reported under."""
-
-    task: RolloutTask
-    answer: str
-    family: str
+from vilasr.rollout import RolloutConfig, Trajectory
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,63 +44,6 @@ def judge(trajectory: Trajectory, answer: str) -> Verdict:
     reward = trajectory_reward(trajectory.turns, answer, str(trajectory.task.problem_type))
     return Verdict(correct=reward["accuracy"] == 1.0, well_formed=reward["format"] == 1.0,
                    reflective=is_reflective(trajectory.turns))
-
-
-# ----------------------------------------------------------------------------- prompts
-def load_prompts(path) -> list[Prompt]:
-    """Prompts from an RL prompt file (JSON lines: question, answer, image_path, question_type,
-    data_type, options), a benchmark-form JSON list, or a `vilasr synth` dataset folder."""
-    path = Path(path)
-    if path.is_dir():
-        manifest = synth_io.read_manifest(path)
-        if manifest["format"] == "tfds":
-            samples = synth_io.load_samples(path)
-            return [_from_sample(s) for s in samples]
-        path = path / manifest["files"]["train"]
-        if manifest["format"] == "sharegpt":
-            return [_from_sample(s) for s in synth_io.import_sharegpt(path)]
-    if not path.is_file():
-        raise ConfigError(f"prompt file {path} does not exist")
-    text = path.read_text(encoding="utf-8")
-    try:
-        records = json.loads(text) if text.lstrip().startswith("[") else [json.loads(line) for line in
-                                                                           text.splitlines() if line.strip()]
-    except ValueError as exc:
-        raise ConfigError(f"{path} is neither a JSON list nor JSON lines of prompts: {exc}") from None
-    return [_from_record(r, path.parent) for r in records]
-
-
-def _from_sample(sample) -> Prompt:
-    task = RolloutTask(images=sample.images, question=sample.question, options=tuple(sample.options),
-                       problem_type=sample.problem_type or ProblemType.MULTIPLE_CHOICE, data_type=sample.data_type)
-    return Prompt(task, sample.answer, sample.family)
-
-
-def _from_record(record: dict, base: Path) -> Prompt:
-    paths = record.get("image_path") or []
-    images = [synth_io.read_png(p if Path(p).is_absolute() else base / p) for p in paths]
-    problem_type = record.get("problem_type") or ProblemType.MULTIPLE_CHOICE
-    task = RolloutTask(images=images, question=record["question"], options=tuple(record.get("options") or ()),
-                       problem_type=problem_type, data_type=record.get("data_type", "single_view"))
-    family = record.get("question_type") or record.get("original_question_type") or task.data_type
-    return Prompt(task, str(record["answer"]), family)
-
-
-# ----------------------------------------------------------------------------- sampling
-def sample(model, processor, prompts: Sequence[Prompt], *, k: int, config: RolloutConfig, seed: int = 0,
-           batch_size: int = 16, forced: Sequence[Sequence[str]] | None = None,
-           progress: bool = True) -> list[tuple[Prompt, Trajectory]]:
-    """K rollouts of every prompt (rows batched `batch_size` at a time; row seeds all distinct).
-    `forced[i]` scripts the turns of the i-th row (prompt i // k, sample i % k), for tests."""
-    rows = [(p, dataclasses.replace(p.task, seed=n * k + j)) for n, p in enumerate(prompts) for j in range(k)]
-    out = []
-    for start in range(0, len(rows), batch_size):
-        chunk = rows[start:start + batch_size]
-        script = list(forced[start:start + batch_size]) if forced is not None else None
-        trajs = rollout(model, processor, [task for _, task in chunk], config, seed=seed, forced_turns=script,
-                        progress=progress)
-        out += [(p, t) for (p, _), t in zip(chunk, trajs)]
-    return out
 
 
 # ----------------------------------------------------------------------------- the kept data

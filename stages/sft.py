@@ -78,9 +78,13 @@ def run_sft(*, data, out, preset: str | None = None, model_dir: Path | None = No
                        seed=config.seed, epochs=passes, skipped=skipped)
 
     result = trainer.run(make_batches, skipped)
-    exported = None
-    if result.stop is StopReason.FINISHED:
-        exported = Path(out) / "model"
-        model.save_pretrained(exported)
-        processor.save_pretrained(exported)
+    exported = export_model(model, processor, Path(out)) if result.stop is StopReason.FINISHED else None
     return SftResult(result, exported)
+
+
+def export_model(model, processor, run_dir: Path) -> Path:
+    """A finished run's weights and processor as a Hugging Face folder, `run_dir/model`."""
+    exported = run_dir / "model"
+    model.save_pretrained(exported)
+    processor.save_pretrained(exported)
+    return exported

@@ -25,7 +25,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, ClassVar, Iterator
 
 import jax
 import jax.numpy as jnp
@@ -90,7 +90,7 @@ def memory_needed(model_config, config: TrainConfig) -> int:
 
     abstract = nnx.eval_shape(lambda: Qwen25VL(model_config, rngs=nnx.Rngs(0)))
     total = trained = 0
-    keep = trainable(config.freeze_vision)
+    keep = nnx.filterlib.to_predicate(trainable(config.freeze_vision))
     for path, var in nnx.to_flat_state(nnx.state(abstract, nnx.Param)):
         n = int(np.prod(var.shape))
         total += n
@@ -149,7 +149,7 @@ def _grad_step(model, wrt, input_ids, attention_mask, loss_mask, positions, imag
 
 
 @nnx.jit
-def _apply(model, optimizer, grads, count):
+def apply_gradients(model, optimizer, grads, count):
     """Average the summed gradients over the batch's targets and take one optimizer step."""
     grads = jax.tree.map(lambda g: g / jnp.maximum(count, 1.0), grads)
     optimizer.update(model, grads)
@@ -174,17 +174,22 @@ class RunResult:
 class Trainer:
     """Runs `config` on `model`; checkpoints, metrics and the exported model go to `out_dir`."""
 
+    # what the progress bar shows of a step's record, and how
+    progress_fields: ClassVar[dict[str, str]] = {"loss": ".4f", "tokens_per_s": ".0f"}
+    desc = "train"
+
     def __init__(self, model, processor, config: TrainConfig, out_dir, *, total_steps: int, devices: int = 0,
-                 progress: bool = True):
+                 progress: bool = True, updates_per_step: int = 1):
         self.model, self.processor, self.config = model, processor, config
         self.out = Path(out_dir)
         self.total_steps = total_steps
+        self.updates_per_step = updates_per_step   # optimizer updates per step (GRPO: several per rollout batch)
         self.wrt = trainable(config.freeze_vision)
         if not nnx.state(model, self.wrt):
             raise ConfigError("every parameter is frozen: nothing would train (set freeze_vision=False or "
                               "train another model)")
         self.mesh = _data_mesh(devices, config.micro_size)
-        self.optimizer = nnx.Optimizer(model, optimizer_chain(config, total_steps), wrt=self.wrt)
+        self.optimizer = nnx.Optimizer(model, optimizer_chain(config, total_steps * updates_per_step), wrt=self.wrt)
         if self.mesh is not None:
             _replicate(model, self.mesh)
             _replicate(self.optimizer, self.mesh)
@@ -192,6 +197,10 @@ class Trainer:
         self.vision = DeviceVision(model, nnx.split(model), processor.image_processor, draw_labels=True)
         self.step = 0
         self._stop: StopReason | None = None
+
+    def settings(self) -> dict:
+        """What a resumed run must share with the run it resumes (bookkeeping fields aside)."""
+        return self.config.to_json()
 
     # -- checkpoints ------------------------------------------------------------------------
     def _manager(self):
@@ -204,7 +213,7 @@ class Trainer:
     def save(self, manager, data_state) -> None:
         import orbax.checkpoint as ocp
 
-        meta = {"step": self.step, "data": _jsonable(data_state), "config": self.config.to_json()}
+        meta = {"step": self.step, "data": _jsonable(data_state), "config": self.settings()}
         manager.save(self.step, args=ocp.args.Composite(
             model=ocp.args.StandardSave(nnx.state(self.model, nnx.Param)),
             optimizer=ocp.args.StandardSave(nnx.state(self.optimizer)),
@@ -224,7 +233,7 @@ class Trainer:
                 print(f"warning: checkpoint step {step} in {self.out / 'checkpoints'} cannot be read "
                       f"({type(exc).__name__}: {str(exc)[:200]}); trying the previous one", file=sys.stderr)
                 continue
-            changed = sorted(k for k, v in self.config.to_json().items()
+            changed = sorted(k for k, v in self.settings().items()
                              if restored.meta["config"].get(k) != v and k not in BOOKKEEPING_FIELDS)
             if changed:
                 raise CheckpointError(f"{self.out} holds a run with other settings ({', '.join(changed)}); "
@@ -239,42 +248,44 @@ class Trainer:
         return None
 
     # -- the loop ---------------------------------------------------------------------------
-    def run(self, make_batches: Callable[[], Iterator[Batch]], skipped: SkipLog) -> RunResult:
-        """Train until `total_steps` (resuming from the newest checkpoint in `out_dir`)."""
+    def run(self, make_source: Callable[[], Iterator], skipped: SkipLog) -> RunResult:
+        """Train until `total_steps` (resuming from the newest checkpoint in `out_dir`).
+
+        `make_source()` gives what `train_step` draws from (batches for SFT, prompts for GRPO): an
+        iterator with `get_state()` / `set_state()`, whose position the checkpoints keep."""
         from tqdm import tqdm
 
         self.out.mkdir(parents=True, exist_ok=True)
         manager = self._manager()
-        batches = make_batches()
+        source = make_source()
         meta = self.restore(manager)
         if meta is not None:
-            batches.set_state(meta["data"])
+            source.set_state(meta["data"])
             print(f"resuming {self.out} from step {self.step}", file=sys.stderr)
         metrics = _Metrics(self.out, resume_step=self.step)
         losses: list[float] = []
         old_handlers = self._catch_signals()
-        bar = tqdm(total=self.total_steps, initial=self.step, desc="train", unit="step", disable=not self.progress,
-                   file=sys.stderr)
+        bar = tqdm(total=self.total_steps, initial=self.step, desc=self.desc, unit="step",
+                   disable=not self.progress, file=sys.stderr)
         try:
             while self.step < self.total_steps and self._stop is None:
                 started = time.perf_counter()
                 try:
-                    loss, tokens, grad_norm = self._one_step(batches)
+                    record = self.train_step(source)
                 except StopIteration:
                     reasons = "; ".join(f"{n} x {why}" for why, n in skipped.counts.most_common(3))
                     raise ConfigError(f"the data ran out at step {self.step} of {self.total_steps}: "
                                       f"{skipped.total} record(s) were skipped ({reasons or 'none'})") from None
                 self.step += 1
-                losses.append(loss)
-                seconds = time.perf_counter() - started
-                record = {"step": self.step, "loss": loss, "grad_norm": grad_norm, "tokens": tokens,
-                          "tokens_per_s": tokens / seconds, "lr": float(self.optimizer_lr()), "skipped": skipped.total}
+                losses.append(record["loss"])
+                record = {"step": self.step, **record, "seconds": time.perf_counter() - started,
+                          "lr": float(self.optimizer_lr()), "skipped": skipped.total}
                 if self.step % self.config.log_every == 0 or self.step == self.total_steps:
                     metrics.write(record)
-                bar.set_postfix(loss=f"{loss:.4f}", tok_s=f"{tokens / seconds:.0f}")
+                bar.set_postfix({k: format(record[k], f) for k, f in self.progress_fields.items() if k in record})
                 bar.update(1)
                 if self.step % self.config.save_every == 0 or self.step == self.total_steps or self._stop:
-                    self.save(manager, batches.get_state())
+                    self.save(manager, source.get_state())
         finally:
             bar.close()
             manager.wait_until_finished()
@@ -284,18 +295,24 @@ class Trainer:
         return RunResult(self.step, self._stop or StopReason.FINISHED, losses, dict(skipped.counts))
 
     def optimizer_lr(self) -> float:
-        return learning_rate(self.config, self.total_steps)(max(self.step - 1, 0))
+        """The learning rate of the last update."""
+        total = self.total_steps * self.updates_per_step
+        return learning_rate(self.config, total)(max(self.step * self.updates_per_step - 1, 0))
 
-    def _one_step(self, batches) -> tuple[float, int, float]:
+    def train_step(self, batches) -> dict:
+        """One optimizer step over `batch_size` sequences (accumulated over micro-batches); its record."""
+        started = time.perf_counter()
         grads, total, count = None, 0.0, 0.0
         for _ in range(self.config.accumulation_steps):
             arrays = self.arrays(next(batches))
             t, c, g = _grad_step(self.model, self.wrt, *arrays)
             grads = g if grads is None else jax.tree.map(jnp.add, grads, g)
             total, count = total + t, count + c
-        grad_norm = _apply(self.model, self.optimizer, grads, count)
+        grad_norm = apply_gradients(self.model, self.optimizer, grads, count)
         count = float(count)
-        return float(total) / max(count, 1.0), int(count), float(grad_norm)
+        tokens = int(count)
+        return {"loss": float(total) / max(count, 1.0), "grad_norm": float(grad_norm), "tokens": tokens,
+                "tokens_per_s": tokens / (time.perf_counter() - started)}
 
     def arrays(self, batch: Batch) -> tuple:
         """The device inputs of a micro-batch: ids, masks, M-RoPE positions and the images (as
@@ -411,6 +428,14 @@ def _data_mesh(devices, micro_batch: int):
 def _replicate(module, mesh) -> None:
     """Place `module`'s state on `mesh` by its logical names (TRAIN rules: sharded, not copied)."""
     tpu_sharding.place(module, mesh, tpu_rules.TRAIN)
+
+
+def place_rows(arrays: tuple, mesh) -> tuple:
+    """Arrays whose first axis is the batch's rows, split like the batch (TRAIN rules: data x fsdp)."""
+    if mesh is None:
+        return arrays
+    return tuple(jax.device_put(a, logical.named_sharding(mesh, ("batch",), tpu_rules.TRAIN, np.shape(a)[:1]))
+                 for a in arrays)
 
 
 def _place_batch(arrays, mesh):

@@ -111,6 +111,9 @@ def run(args) -> int:
     """Check everything (flags, sizes, OUT) before the work starts; raise SynthError if it cannot work."""
     if args.family == "gallery":
         return _run_gallery(args)
+    from synth.benchmarks import check_train_seed
+
+    check_train_seed(args.seed)  # the held-out benchmarks' seeds never make training data
     splits = _splits(args)
     fmt = args.format or DEFAULT_FORMAT
     if fmt == "benchmark" and args.trajectories not in (None, "none"):

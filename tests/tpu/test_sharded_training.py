@@ -41,7 +41,7 @@ def _batch(seed=0):
 
 
 def _step(trainer, batch):
-    return trainer._one_step(iter([batch]))[0]   # (loss, tokens, grad norm) -> loss
+    return trainer.train_step(iter([batch]))["loss"]
 
 
 def _params(trainer):
@@ -109,7 +109,7 @@ def _grpo_inputs(seed=0):
     batch = _batch(seed)
     rng = np.random.default_rng(seed + 10)
     positions = np.broadcast_to(np.arange(LENGTH, dtype=np.int32), (3, ROWS, LENGTH)).copy()
-    old_logp = (-rng.uniform(5, 9, (ROWS, LENGTH - 1))).astype(np.float32)
+    old_logp = (-rng.uniform(5, 9, (ROWS, LENGTH))).astype(np.float32)
     advantages = rng.normal(size=ROWS).astype(np.float32)
     arrays = (batch.input_ids, batch.attention_mask, batch.loss_mask, positions,
               {"embeds": np.zeros((16, 128), np.float32)})
@@ -117,35 +117,26 @@ def _grpo_inputs(seed=0):
 
 
 def _grpo_run(mesh):
-    """One GRPO update (policy loss of stages.rl.math, AdamW) of the tiny model, on `mesh` or one device."""
-    import optax
-
-    from stages import plan, trainer
+    """One update of the GRPO trainer's step (`_grpo_grad_step`, `apply_gradients`) on the tiny
+    model, on `mesh` or on one device."""
+    from stages import trainer
+    from stages.rl import grpo
     from stages.rl.math import GrpoLossConfig
-    from tpu import rules, sharding
 
     model = Qwen25VL(Qwen25VLConfig.preset("tiny"), rngs=nnx.Rngs(0))
     config = TrainConfig.for_stage("rl", batch_size=ROWS, precision="fp32", learning_rate=1e-3)
     optimizer = nnx.Optimizer(model, trainer.optimizer_chain(config, 2), wrt=nnx.Param)
     arrays, old_logp, advantages = _grpo_inputs()
     if mesh is not None:
-        sharding.place(model, mesh, rules.TRAIN)
-        sharding.place(optimizer, mesh, rules.TRAIN)
+        trainer._replicate(model, mesh)
+        trainer._replicate(optimizer, mesh)
         arrays = trainer._place_batch(arrays, mesh)
-
-    @nnx.jit
-    def step(model, optimizer, arrays, old_logp, advantages):
-        loss, grads = plan.grpo_gradients(model, nnx.Param, GrpoLossConfig(), arrays, old_logp, advantages)
-        optimizer.update(model, grads)
-        return loss, optax.tree.norm(grads)
-
-    if mesh is None:
-        loss, norm = step(model, optimizer, arrays, old_logp, advantages)
-    else:
-        with jax.set_mesh(mesh), nnx.logical_axis_rules(rules.TRAIN):
-            loss, norm = step(model, optimizer, arrays, old_logp, advantages)
-    return float(loss), float(norm), {"/".join(map(str, p)): np.asarray(v.get_value())
-                                      for p, v in nnx.to_flat_state(nnx.state(model, nnx.Param))}
+        old_logp, advantages = trainer.place_rows((old_logp, advantages), mesh)
+    total, rows, _, grads = grpo._grpo_grad_step(model, nnx.Param, GrpoLossConfig(), 1.0, *arrays, old_logp,
+                                                 advantages, None)
+    norm = trainer.apply_gradients(model, optimizer, grads, rows)
+    return float(total) / float(rows), float(norm), {"/".join(map(str, p)): np.asarray(v.get_value())
+                                                     for p, v in nnx.to_flat_state(nnx.state(model, nnx.Param))}
 
 
 @pytest.fixture(scope="module")

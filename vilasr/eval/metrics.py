@@ -20,6 +20,11 @@ float32 exactly as the reference does (see `mean_relative_accuracy`). Problem ty
 after strip + lower-case. A malformed prediction or answer scores 0; nothing here raises on any
 string.
 
+Benchmark aggregates (SPEC §4) live here too: `overall(Aggregate, [(question type, score)])` --
+VSI-Bench the mean of its 8 task means (difficulty levels merged first, absent tasks left out),
+SPAR-Bench the mean over its 20 question types (others ignored), the rest a plain mean -- and
+`wilson_interval` for the 95 % intervals the reports give.
+
 (1) The reference's RL code falls back to the whole last turn as well, so a trajectory cut off
     mid-drawing could earn MRA from the coordinates it wrote. SPEC §4 gives the fallback to
     evaluation only; we follow SPEC (a reply that never answers earns no accuracy).
@@ -29,7 +34,9 @@ string.
 from __future__ import annotations
 
 import enum
+import math
 import re
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -181,3 +188,72 @@ def accuracy(reply: str, answer: str, problem_type: str, semantics: Semantics) -
 def score(prediction: str, answer: str, problem_type: str) -> float:
     """Evaluation score of the full reply `prediction` against `answer` (SPEC §4, EVAL column)."""
     return accuracy(prediction, answer, problem_type, Semantics.EVAL)
+
+
+# -- benchmark aggregates (SPEC §4) -----------------------------------------------------------------
+
+class Aggregate(enum.Enum):
+    """How a benchmark's overall number is made from its records' scores."""
+
+    MEAN = "mean"            # plain mean over records (maze, SpatialEval, MMSI-Bench, ours)
+    VSI_TASKS = "vsi"        # mean of the 8 VSI-Bench task means (`_easy/_medium/_hard` merged first)
+    SPAR_TYPES = "spar"      # mean of the 20 SPAR-Bench question-type means (other types ignored)
+
+
+VSI_TASK_TYPES = ("object_counting", "object_abs_distance", "object_size_estimation", "room_size_estimation",
+                  "object_rel_distance", "object_rel_direction", "route_planning", "obj_appearance_order")
+_VSI_LEVELS = ("_easy", "_medium", "_hard")
+SPAR_QUESTION_TYPES = (
+    "depth_prediction_oc", "depth_prediction_oo", "distance_prediction_oc", "distance_prediction_oo",
+    "depth_prediction_oc_mv", "depth_prediction_oo_mv", "distance_prediction_oc_mv", "distance_prediction_oo_mv",
+    "position_matching", "camera_motion_infer", "view_change_infer",
+    "distance_infer_center_oo", "distance_infer_center_oo_mv",
+    "obj_spatial_relation_oo", "obj_spatial_relation_oc_mv", "obj_spatial_relation_oo_mv",
+    "spatial_imagination_oc", "spatial_imagination_oo", "spatial_imagination_oc_mv", "spatial_imagination_oo_mv")
+WILSON_Z = 1.959963984540054  # two-sided 95 %
+
+
+def vsi_task(question_type: str) -> str:
+    """A VSI-Bench question type with its difficulty suffix removed (object_rel_direction_hard ->
+    object_rel_direction)."""
+    for level in _VSI_LEVELS:
+        if question_type.endswith(level):
+            return question_type[: -len(level)]
+    return question_type
+
+
+def type_means(typed_scores: Iterable[tuple[str, float]]) -> dict[str, tuple[float, int]]:
+    """question type -> (mean score, number of records), types in first-seen order."""
+    sums: dict[str, list[float]] = {}
+    for qtype, value in typed_scores:
+        sums.setdefault(qtype, []).append(float(value))
+    return {t: (sum(v) / len(v), len(v)) for t, v in sums.items()}
+
+
+def overall(aggregate: Aggregate, typed_scores: Iterable[tuple[str, float]]) -> float | None:
+    """The benchmark's overall score in [0, 1] from (question type, score) pairs; None when no
+    record counts (e.g. a SPAR run holding none of its 20 types)."""
+    pairs = list(typed_scores)
+    if aggregate is Aggregate.MEAN:
+        return sum(s for _, s in pairs) / len(pairs) if pairs else None
+    if aggregate is Aggregate.VSI_TASKS:
+        means = type_means((vsi_task(t), s) for t, s in pairs)
+        kept = [m for t, (m, _) in means.items() if t in VSI_TASK_TYPES]  # absent tasks are left out
+    else:
+        means = type_means(pairs)
+        kept = [m for t, (m, _) in means.items() if t in SPAR_QUESTION_TYPES]
+    return sum(kept) / len(kept) if kept else None
+
+
+def wilson_interval(total: float, n: int, z: float = WILSON_Z) -> tuple[float, float]:
+    """The Wilson score interval of a proportion `total / n` (95 % by default). `total` may be a sum
+    of fractional scores (MRA); the interval then treats the mean as a proportion, a close
+    approximation. (0, 1) when n = 0."""
+    if n <= 0:
+        return 0.0, 1.0
+    p = min(max(total / n, 0.0), 1.0)
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    # rounding can put a bound a hair past p when p is 0 or 1; the interval always holds p
+    return max(0.0, min(centre - half, p)), min(1.0, max(centre + half, p))

@@ -197,6 +197,13 @@ class Qwen25VLConfig:
                               "build configs with Qwen25VLConfig.from_hf_dict or the presets")
         self.validate()
 
+    @property
+    def placeholder_ids(self) -> tuple[int, ...]:
+        """Tokens that mark where an image or video goes. Only the processor writes them: the
+        sampler never picks one (a model-written placeholder would claim image features that do not
+        exist when the trajectory is run again), and scoring a trajectory bans them alike."""
+        return (self.vision_start_token_id, self.vision_end_token_id, self.image_token_id, self.video_token_id)
+
     # ------------------------------------------------------------------ validation
     def validate(self) -> None:
         self.vision.validate()

@@ -6,7 +6,7 @@
     trajectory.py  `RolloutTask` in, `Trajectory` out (`Segment`s of model / other tokens)
     loop.py        the multi-turn loop on one persistent cache (`rollout`)
 
-The loop (and with it JAX) loads on first use of `rollout`.
+The loop (and with it JAX) loads on first use of `rollout` or `prompt_length`.
 """
 
 from importlib import import_module
@@ -15,10 +15,10 @@ from drawing_ops.protocol import FinishReason
 from vilasr.rollout.config import RolloutConfig, SamplingConfig
 from vilasr.rollout.trajectory import RolloutTask, Segment, Trajectory
 
-__all__ = ["FinishReason", "RolloutConfig", "RolloutTask", "SamplingConfig", "Segment", "Trajectory", "rollout"]
+__all__ = ["FinishReason", "RolloutConfig", "RolloutTask", "SamplingConfig", "Segment", "Trajectory", "prompt_length", "rollout"]
 
 
 def __getattr__(name):
-    if name == "rollout":
-        return import_module("vilasr.rollout.loop").rollout
+    if name in ("rollout", "prompt_length"):
+        return getattr(import_module("vilasr.rollout.loop"), name)
     raise AttributeError(f"module 'vilasr.rollout' has no attribute {name!r}")

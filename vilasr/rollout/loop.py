@@ -146,6 +146,13 @@ def _input_processor(processor, config: RolloutConfig):
     return dataclasses.replace(ip, max_pixels=config.max_pixels)
 
 
+def prompt_length(processor, task: RolloutTask, config: RolloutConfig = RolloutConfig()) -> int:
+    """Tokens of a task's prompt, images included at the size the rollout gives them."""
+    sizing = _input_processor(processor, config)
+    shapes = [sizing.target_size(*np.asarray(im).shape[:2]) for im in task.images]
+    return len(_tokens(processor, _prompt_text(processor, task, shapes, config.template), shapes))
+
+
 # ----------------------------------------------------------------------------- the loop
 def _chunk(rows_ids: list[list[int] | None]) -> tuple[np.ndarray, np.ndarray]:
     """Right-padded (B, bucket) ids and mask; None rows are all padding."""
@@ -242,7 +249,8 @@ def rollout(model, processor, tasks: Sequence[RolloutTask], config: RolloutConfi
         forced = [tok.encode(script[turn - 1]) + [tok.im_end_id] if script and turn <= len(script) else None
                   for script in (forced_turns or [None] * len(rows))]
         out, cache = decode(parts, cache, logits, cfg=config.sampling, keys=keys, caps=caps, stop_ids=stop_ids,
-                            max_steps=config.max_turn_tokens, pad_id=tok.pad_id, active=active, forced=forced)
+                            max_steps=config.max_turn_tokens, pad_id=tok.pad_id, active=active, forced=forced,
+                            banned=model.config.placeholder_ids)
 
         # host: read each turn, decide, plan the drawings
         jobs = {}

@@ -10,6 +10,9 @@ power-of-two group size, primitive-count buckets).
 
 Log-probabilities are those of the chosen token under `softmax(logits / temperature)` (the
 untruncated distribution; `log_softmax(logits)` for greedy), which is what GRPO's ratio uses.
+The image placeholder tokens (`Qwen25VLConfig.placeholder_ids`) are banned first: the model
+never writes one, and the distribution the log-probabilities come from is the one without them
+(`ban_tokens`; GRPO's teacher-forced forward applies the same ban).
 Each row samples with its own key, folded with its own step count, so a row's tokens do not
 depend on which other rows share the batch.
 """
@@ -49,6 +52,13 @@ def grow_cache(cache: KVCache, max_len: int) -> KVCache:
 
 
 # ----------------------------------------------------------------------------- token choice
+def ban_tokens(logits: jax.Array, banned: jax.Array | tuple[int, ...]) -> jax.Array:
+    """(..., V) logits with the `banned` token ids at -inf."""
+    if len(banned) == 0:
+        return logits
+    return logits.at[..., jnp.asarray(banned, jnp.int32)].set(-jnp.inf)
+
+
 def filter_logits(logits: jax.Array, cfg: SamplingConfig) -> jax.Array:
     """Temperature, top-k and top-p applied to (B, V) logits; removed entries become -inf."""
     logits = logits / cfg.temperature
@@ -151,7 +161,7 @@ class DecodeState:
 
 @functools.partial(jax.jit, static_argnums=(0, 1, 2), donate_argnames=("state",))
 def _decode(graphdef, cfg: SamplingConfig, pad_id: int, params, state: DecodeState, keys, caps, stop_ids,
-            forced, forced_len):
+            forced, forced_len, banned):
     model = nnx.merge(graphdef, params)
     apart = keep_layers_apart()
     if apart:  # XLA:CPU: each layer's weights and cache its own buffers inside the loop (sliced once, here)
@@ -164,8 +174,9 @@ def _decode(graphdef, cfg: SamplingConfig, pad_id: int, params, state: DecodeSta
     def body(s: DecodeState):
         step_keys = jax.vmap(jax.random.fold_in)(keys, s.length)
         forced_tok = jnp.take_along_axis(forced, jnp.minimum(s.length, forced.shape[1] - 1)[:, None], axis=1)[:, 0]
-        tok = jnp.where(s.length < forced_len, forced_tok, pick_tokens(s.logits, step_keys, cfg))
-        logprobs = token_logprobs(s.logits, tok, cfg)
+        logits = ban_tokens(s.logits, banned)
+        tok = jnp.where(s.length < forced_len, forced_tok, pick_tokens(logits, step_keys, cfg))
+        logprobs = token_logprobs(logits, tok, cfg)
         live = ~s.done
         tok = jnp.where(live, tok, pad_id)
         tokens = s.tokens.at[:, s.step].set(tok)
@@ -192,12 +203,13 @@ class TurnOutput:
 
 def decode(model_parts, cache: KVCache, logits: jax.Array, *, cfg: SamplingConfig, keys: jax.Array,
            caps: np.ndarray, stop_ids, max_steps: int, pad_id: int, active: np.ndarray | None = None,
-           forced: list[np.ndarray] | None = None) -> tuple[TurnOutput, KVCache]:
+           forced: list[np.ndarray] | None = None, banned=()) -> tuple[TurnOutput, KVCache]:
     """Decode up to `caps[b]` tokens per row (at most `max_steps`), stopping a row at a stop id.
 
     `keys` (B,) are per-row PRNG keys for this turn; `active` rows take part (others stay put);
     `forced[b]` makes row b emit the given tokens first (teacher forcing, for scoring scripted
-    turns), sampling freely after them. Every emitted token, the stop token included, is written to
+    turns), sampling freely after them. `banned` token ids are never sampled (their probability
+    mass is left out of the log-probabilities). Every emitted token, the stop token included, is written to
     the cache, so the next chunk continues right after it.
     """
     graphdef, params = model_parts
@@ -218,7 +230,7 @@ def decode(model_parts, cache: KVCache, logits: jax.Array, *, cfg: SamplingConfi
                         done=jnp.asarray(~active), stopped=jnp.zeros(b, bool), step=jnp.zeros((), jnp.int32))
     state = _decode(graphdef, cfg, int(pad_id), params, state, keys,
                     jnp.asarray(np.minimum(caps, max_steps), jnp.int32), jnp.asarray(np.asarray(stop_ids, np.int32)),
-                    jnp.asarray(forced_arr), jnp.asarray(forced_len))
+                    jnp.asarray(forced_arr), jnp.asarray(forced_len), jnp.asarray(np.asarray(banned, np.int32)))
     tokens, logprobs, lengths, stopped = jax.device_get((state.tokens, state.logprobs, state.length, state.stopped))
     # live tokens sit at consecutive steps from 0, because a row never resumes after stopping
     out = TurnOutput(tokens=[tokens[r, : lengths[r]] for r in range(b)],

@@ -172,3 +172,87 @@ def test_non_strings_score_zero(bad):
     assert score(bad, "B", MC) == 0.0
     assert score("B", bad, MC) == 0.0
     assert score("B", "B", bad) == 0.0
+
+
+# -- the evaluation metrics (EVAL column) and the benchmark aggregates: cases worked out from SPEC §4 --
+
+# (reply, answer, problem_type, evaluation score, what the case pins down)
+EVAL_TABLE = [
+    # multiple choice: first character of the answer, case-insensitive
+    ("<answer>c) the chair</answer>", "C", MC, 1.0, "first letter only"),
+    ("<answer> </answer>", "C", MC, 0.0, "empty answer"),
+    ("", "C", MC, 0.0, "empty reply"),
+    ("C because it is closer", "C. chair", MC, 1.0, "no <answer>: the whole reply, first letter"),
+    # regression: MRA with <=, in float32
+    ("<answer>1.5</answer>", "1", REG, f32_mean(1), "rel 0.5 == 1 - 0.5 counts under <="),
+    ("<answer>5</answer>", "4", REG, f32_mean(6), "rel 0.25 == 1 - 0.75 counts under <="),
+    ("<answer>11</answer>", "10", REG, f32_mean(9), "float32: 0.1f <= 1 - 0.9f (float64 says no)"),
+    ("<answer>4</answer>", "5", REG, f32_mean(6), "float32: 0.2f > 1 - 0.8f (float64 says yes)"),
+    ("<answer>10.0</answer>", "10", REG, 1.0, "regression has no decimal rule"),
+    ("<answer>2,500</answer>", "2500", REG, 1.0, "commas are dropped before float()"),
+    ("<answer>3 m</answer>", "3", REG, 0.0, "malformed: a unit makes float() fail"),
+    ("<answer>nan</answer>", "3", REG, 0.0, "malformed: nan fails every threshold"),
+    ("<answer>inf</answer>", "3", REG, 0.0, "malformed: inf fails every threshold"),
+    ("<answer>0.0</answer>", "0", REG, 1.0, "zero truth: the epsilon keeps it finite"),
+    # numerical: rounded to 2 decimals, and the decimal rule
+    ("<answer>3</answer>", "3", NUM, 1.0, "equal integers"),
+    ("<answer>3.0</answer>", "3", NUM, 0.0, "decimal rule: '.' in one only"),
+    ("<answer>3</answer>", "3.0", NUM, 0.0, "decimal rule, the other way round"),
+    ("<answer>2.004</answer>", "2.00", NUM, 1.0, "equal after rounding to 2 decimals"),
+    ("<answer>2.006</answer>", "2.00", NUM, 0.0, "2.01 != 2.00 after rounding"),
+    ("<answer>1,500</answer>", "1500.0", NUM, 1.0, "',' counts as a decimal mark for the rule"),
+    ("<answer>three</answer>", "3", NUM, 0.0, "malformed number"),
+    # vci: five axis pairs, net = positive - negative, MRA each, mean of five
+    ("<answer>move_right:1.2</answer>", "move_right:1.2,rotate_left:30", VCI, 0.8,
+     "a missing axis in the prediction counts 0 (that pair scores 0)"),
+    ("<answer>move_right:1,move_up:0.5</answer>", "move_right:1", VCI, 0.8,
+     "an axis missing from the truth is 0 there: a nonzero prediction scores 0 on that pair"),
+    ("<answer>rotate_up:10</answer>", "rotate_down:-10", VCI, 1.0, "net of a pair: up 10 == -(down -10)"),
+    ("<answer>move_forward:1.1</answer>", "move_forward:1", VCI, (4 + f32_mean(9)) / 5,
+     "MRA on one pair (float32 edge), exact on four"),
+    ("<answer>move_right 1.2</answer>", "move_right:1.2", VCI, 0.0, "malformed: no key:value part"),
+]
+
+
+@pytest.mark.parametrize("reply, answer, problem_type, expected, why", EVAL_TABLE, ids=[c[4] for c in EVAL_TABLE])
+def test_evaluation_metric_table(reply, answer, problem_type, expected, why):
+    assert score(reply, answer, problem_type) == pytest.approx(expected, abs=1e-7), why
+
+
+def test_vsi_overall_is_the_mean_of_its_task_means_with_levels_merged():
+    from vilasr.eval.metrics import Aggregate, overall, vsi_task
+
+    assert vsi_task("object_rel_direction_hard") == "object_rel_direction"
+    assert vsi_task("route_planning") == "route_planning"
+    pairs = [("object_rel_direction_easy", 1.0), ("object_rel_direction_hard", 0.0),
+             ("object_rel_direction_medium", 1.0),           # task mean 2/3
+             ("object_counting", 0.0),                        # task mean 0
+             ("route_planning", 1.0), ("route_planning", 1.0),  # task mean 1
+             ("not_a_vsi_task", 1.0)]                         # left out
+    assert overall(Aggregate.VSI_TASKS, pairs) == pytest.approx((2 / 3 + 0 + 1) / 3)
+    assert overall(Aggregate.MEAN, pairs) == pytest.approx(5 / 7)
+    assert overall(Aggregate.VSI_TASKS, [("other", 1.0)]) is None
+
+
+def test_spar_overall_is_the_mean_over_its_question_types():
+    from vilasr.eval.metrics import SPAR_QUESTION_TYPES, Aggregate, overall
+
+    assert len(SPAR_QUESTION_TYPES) == len(set(SPAR_QUESTION_TYPES)) == 20
+    pairs = [("view_change_infer", 0.5), ("depth_prediction_oc", 1.0), ("depth_prediction_oc", 0.0),
+             ("position_matching", 1.0), ("some_other_type", 0.0)]
+    assert overall(Aggregate.SPAR_TYPES, pairs) == pytest.approx((0.5 + 0.5 + 1.0) / 3)
+
+
+@pytest.mark.parametrize("total, n, low, high", [
+    (50, 100, 0.40383, 0.59617),
+    (0, 10, 0.0, 0.27753),
+    (10, 10, 0.72247, 1.0),
+    (0, 0, 0.0, 1.0),
+])
+def test_wilson_interval(total, n, low, high):
+    from vilasr.eval.metrics import wilson_interval
+
+    lo, hi = wilson_interval(total, n)
+    assert (lo, hi) == (pytest.approx(low, abs=1e-5), pytest.approx(high, abs=1e-5))
+    if n:
+        assert lo <= total / n <= hi

@@ -325,15 +325,17 @@ def decode_step(cfg, config: PlanConfig, batch: int, mesh, table) -> Step:
     stop_ids = spec((len(cfg.eos_token_ids),), jnp.int32, (None,))
     forced = spec((batch, 1), jnp.int32, ("batch", None))
 
-    def step(params, state, keys, caps, stop_ids, forced, forced_len):
+    banned = spec((len(cfg.placeholder_ids),), jnp.int32, (None,))   # image placeholders, as the rollout bans
+
+    def step(params, state, keys, caps, stop_ids, forced, forced_len, banned):
         return sampler._decode(graphdef, sampling, int(cfg.pad_token_id or 0), params, state, keys, caps, stop_ids,
-                               forced, forced_len)
+                               forced, forced_len, banned)
 
     _, matmul = _param_count(params)
     flops = batch * (2 * matmul + _attention_flops(cfg, 2 * config.seq_len))
     what = f"decode step: {batch} sequences, {config.seq_len} cache slots filled (bf16 weights and cache)"
     return Step(jax.jit(step, donate_argnums=1), (params, state, keys, row(jnp.int32), stop_ids, forced,
-                                                  row(jnp.int32)), batch, flops, what)
+                                                  row(jnp.int32), banned), batch, flops, what)
 
 
 # ----------------------------------------------------------------------------- the plan

@@ -32,13 +32,20 @@ def test_make_mesh_names_and_auto_axes():
     assert tpu_mesh.batch_divisor(mesh) == 4
 
 
-def test_sharded_init_matches_placement_and_shards_weights():
+def test_sharded_init_builds_each_shard_in_place():
+    from vilasr.model.layers import GatedMLP
+
+    mesh = tpu_mesh.make_mesh(tpu_mesh.MeshConfig(data=2, fsdp=2, tensor=2), jax.devices()[:8])
+    mlp = sharding.sharded_init(lambda: GatedMLP(32, 64, ("embed", "mlp"), use_bias=False, dtype=np.float32,
+                                                 param_dtype=np.float32, rngs=nnx.Rngs(0)), mesh, rules.TRAIN)
+    gate = mlp.gate.kernel.get_value()   # (embed, mlp)
+    assert gate.sharding.spec == jax.sharding.PartitionSpec("fsdp", "tensor")
+    assert gate.addressable_shards[0].data.shape == (16, 32) and float(np.std(np.asarray(gate))) > 0.01
+
+
+def test_placement_shards_weights_and_keeps_values():
     cfg = Qwen25VLConfig.preset("tiny")
     mesh = tpu_mesh.make_mesh(tpu_mesh.MeshConfig(data=2, fsdp=2, tensor=2), jax.devices()[:8])
-    model = sharding.sharded_init(lambda: Qwen25VL(cfg, rngs=nnx.Rngs(0)), mesh, rules.TRAIN)
-    gate = model.layers.mlp.gate.kernel.get_value()   # (layers, embed, mlp)
-    assert gate.sharding.spec == jax.sharding.PartitionSpec(None, "fsdp", "tensor")
-    assert gate.addressable_shards[0].data.shape == (4, 64, 192)
     other = Qwen25VL(cfg, rngs=nnx.Rngs(0))
     sharding.place(other, mesh, rules.TRAIN)
     embed = other.embed.get_value()   # (vocab, embed)

@@ -420,8 +420,8 @@ def _data_mesh(devices, micro_batch: int):
         return None
     rows = tpu_mesh.batch_divisor(mesh)
     if micro_batch % rows:
-        raise ConfigError(f"the micro-batch of {micro_batch} sequences does not divide over the mesh's {rows} "
-                          f"data x fsdp devices; use a multiple of {rows} or fewer devices")
+        raise ConfigError(f"the micro-batch of {micro_batch} sequences does not divide over {rows} devices (the "
+                          f"mesh's data x fsdp axes); use a multiple of {rows} or --devices 1")
     return mesh
 
 

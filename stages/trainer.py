@@ -178,8 +178,8 @@ class Trainer:
     progress_fields: ClassVar[dict[str, str]] = {"loss": ".4f", "tokens_per_s": ".0f"}
     desc = "train"
 
-    def __init__(self, model, processor, config: TrainConfig, out_dir, *, total_steps: int, devices: int = 0,
-                 progress: bool = True, updates_per_step: int = 1):
+    def __init__(self, model, processor, config: TrainConfig, out_dir, *, total_steps: int,
+                 devices: int | jax.sharding.Mesh = 0, progress: bool = True, updates_per_step: int = 1):
         self.model, self.processor, self.config = model, processor, config
         self.out = Path(out_dir)
         self.total_steps = total_steps

@@ -511,6 +511,6 @@ def format_plan(plan: Plan) -> str:
               f"estimated tokens/s per chip: {plan.tokens_per_second_per_chip:,.0f}",
               (f"estimated MFU: {100 * plan.mfu:.1f}% (model flops {plan.model_flops:.3e} over {t.chips} chips x "
               f"{t.topology.chip.peak_bf16_flops / 1e12:.0f} TFLOP/s bf16 peak); compiler flops at "
-              f"{100 * e.flops / e.seconds / t.topology.chip.peak_bf16_flops:.1f}% of peak (remat recompute included)"),
+              f"{100 * e.flops / e.seconds / t.topology.chip.peak_bf16_flops:.1f}% of peak"),
               "(estimates of the TPU compiler, not measurements)"]
     return "\n".join(lines)

@@ -144,16 +144,18 @@ def simulated_devices_flag(config: PlanConfig) -> None:
         os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={wanted}".strip()
 
 
-def choose_mesh(config: PlanConfig, chips: int, weight_bytes: int, hbm: int | None) -> tpu_mesh.MeshConfig:
+def choose_mesh(config: PlanConfig, chips: int, weight_bytes: int, hbm: int | None,
+                kv_heads: int = 1 << 30) -> tpu_mesh.MeshConfig:
     """Training: every chip on fsdp (weights, gradients and optimizer state split chips ways).
     Decode: data parallel, with the smallest power-of-two tensor split whose weights take at
-    most a quarter of a chip's memory (the rest is KV cache)."""
+    most a quarter of a chip's memory (the rest is KV cache), and at most the KV heads (a split
+    the heads do not divide would copy the cache on every chip of the split)."""
     if config.mesh:
         return tpu_mesh.MeshConfig.parse(config.mesh)
     if config.stage is not PlanStage.DECODE:
         return tpu_mesh.MeshConfig(fsdp=-1)
     tensor = 1
-    while hbm and weight_bytes / tensor > hbm / 4 and tensor < chips:
+    while hbm and weight_bytes / tensor > hbm / 4 and tensor < min(chips, kv_heads):
         tensor *= 2
     return tpu_mesh.MeshConfig(data=-1, fsdp=1, tensor=tensor)
 
@@ -446,8 +448,8 @@ def make_plan(config: PlanConfig) -> Plan:
     table = rules.DECODE if config.stage is PlanStage.DECODE else rules.TRAIN
     chip = where.topology.chip if where.topology else None
     weights = 2 * _weights(cfg)
-    mesh = tpu_mesh.make_mesh(choose_mesh(config, where.chips, weights, chip.hbm_bytes if chip else None),
-                              where.devices)
+    mesh = tpu_mesh.make_mesh(choose_mesh(config, where.chips, weights, chip.hbm_bytes if chip else None,
+                                          cfg.text.num_key_value_heads), where.devices)
     batch = default_batch(config, where.chips)
     if batch % tpu_mesh.batch_divisor(mesh):
         raise ConfigError(f"--batch {batch} does not split over the mesh's {tpu_mesh.batch_divisor(mesh)} "
@@ -456,7 +458,16 @@ def make_plan(config: PlanConfig) -> Plan:
     platform = "tpu" if where.topology else "cpu"
     step = build(cfg, config, batch, mesh, table)   # abstract state: outside the mesh (NNX would apply names)
     with target.compiling_for(platform), jax.set_mesh(mesh), nnx.logical_axis_rules(table):
-        compiled = step.fn.lower(*step.args).compile()
+        try:
+            compiled = step.fn.lower(*step.args).compile()
+        except Exception as exc:   # the TPU compiler refuses a program larger than the chip's memory
+            if "RESOURCE_EXHAUSTED" not in str(exc):
+                raise
+            detail = next((line.strip() for line in str(exc).splitlines() if "exceed" in line.lower()),
+                          str(exc).splitlines()[0])
+            raise TpuError(f"{step.describe} does not fit on {where.topology.label if where.topology else 'a device'} "
+                           f"with mesh {dict(mesh.shape)}: {detail[:300]}; use a bigger slice, another --mesh, "
+                           "a smaller --batch or a shorter --seq") from None
     estimate = aot.analyse(compiled)
     cache_seconds = 0.0
     if config.stage is PlanStage.DECODE and chip is not None:

@@ -42,6 +42,7 @@ def test_decode_mesh_splits_weights_only_when_they_crowd_a_chip():
     weights = 16_600_000_000
     assert choose_mesh(config, 8, weights, 95 * 10**9).tensor == 1    # v5p: whole model on each chip
     assert choose_mesh(config, 16, weights, 16 * 10**9).tensor == 8   # v5e
+    assert choose_mesh(config, 16, weights, 16 * 10**9, kv_heads=4).tensor == 4   # the cache splits by heads
     assert choose_mesh(PlanConfig(stage=PlanStage.SFT), 8, weights, None).fsdp == -1
 
 

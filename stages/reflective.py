@@ -15,6 +15,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import json
+import sys
 from pathlib import Path
 from typing import Sequence
 
@@ -83,7 +84,8 @@ def report(judged: Sequence[tuple[Prompt, Trajectory, Verdict]]) -> dict:
             "families": {f: {"sampled": c["sampled"], "kept": c["kept"]} for f, c in sorted(by_family.items())}}
 
 
-def write_report(summary: dict, path: Path) -> None:
+def write_report(summary: dict, path: Path, done: Path | None = None) -> None:
+    """The summary as Markdown at `path`; and as JSON at `done` (its presence marks finished sampling)."""
     lines = ["# Reflective rejection sampling", "",
              f"kept {summary['kept']} of {summary['sampled']} sampled trajectories; "
              f"reflective {summary['reflective_rate']:.1%}, correct {summary['correct_rate']:.1%}, "
@@ -91,27 +93,46 @@ def write_report(summary: dict, path: Path) -> None:
              "| family | sampled | kept |", "|---|---|---|"]
     lines += [f"| {f} | {c['sampled']} | {c['kept']} |" for f, c in summary["families"].items()]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    path.with_suffix(".json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
+    if done is not None:
+        partial = done.with_name(done.name + ".partial")
+        partial.write_text(json.dumps(summary, indent=1), encoding="utf-8")
+        partial.replace(done)
 
 
-def run_reflective(*, model_dir, prompts, out, k: int = 8, rollout_config: RolloutConfig | None = None,
-                   train_config: TrainConfig | None = None, seed: int = 0, devices: int = 0, progress: bool = True):
-    """Sample from the stage-1 model in `model_dir`, keep, write, and fine-tune from it."""
+def run_reflective(*, prompts, out, preset: str | None = None, model_dir=None, k: int = 8,
+                   rollout_config: RolloutConfig | None = None, config: TrainConfig | None = None, devices: int = 0,
+                   progress: bool = True, model=None, processor=None):
+    """Sample from the stage-1 model (`model_dir`, a preset, or `model`), keep, write, and fine-tune
+    from the same weights. Returns (the sampling summary, the SFT result).
+
+    A rerun into the same `out` resumes: sampling that finished (`report.json` and `data/` are
+    written last) is not redone, and the fine-tuning resumes from its own checkpoints."""
     out = Path(out)
-    train_config = train_config or TrainConfig.for_stage(Stage.REFLECTIVE)
+    config = config or TrainConfig.for_stage(Stage.REFLECTIVE)
+    if k < 1:
+        raise ConfigError(f"samples per prompt must be >= 1, got {k}")
     rollout_config = rollout_config or RolloutConfig.for_rl()
-    model, processor = load_model(preset=None, model_dir=Path(model_dir), config=train_config)
-    judged = [(p, t, judge(t, p.answer))
-              for p, t in sample(model, processor, load_prompts(prompts), k=k, config=rollout_config, seed=seed,
-                                 progress=progress)]
-    kept = [t for _, t, v in judged if v.kept]
+    done = out / "report.json"
+    pool = None if done.exists() else load_prompts(prompts)   # first: a bad prompt file fails before the model
     out.mkdir(parents=True, exist_ok=True)
-    summary = report(judged)
-    write_report(summary, out / "report.md")
-    if not kept:
-        raise ConfigError(f"none of {len(judged)} sampled trajectories is correct, well formed and reflective "
-                          f"(report: {out / 'report.md'}); sample more (k) or start from a stronger stage-1 model")
-    data = write_dataset(kept, out / "data")
+    if model is None:
+        model, processor = load_model(preset=preset, model_dir=None if model_dir is None else Path(model_dir),
+                                      config=config)
+    if pool is None:
+        summary = json.loads(done.read_text(encoding="utf-8"))
+        print(f"sampling finished earlier ({summary['kept']} kept, {done}); fine-tuning", file=sys.stderr)
+    else:
+        judged = [(p, t, judge(t, p.answer)) for p, t in sample(model, processor, pool, k=k, config=rollout_config,
+                                                                seed=config.seed, progress=progress)]
+        kept = [t for _, t, v in judged if v.kept]
+        summary = report(judged)
+        if not kept:
+            write_report(summary, out / "report.md", done=None)
+            raise ConfigError(f"none of {len(judged)} sampled trajectories is correct, well formed and reflective "
+                              f"(report: {out / 'report.md'}); sample more (--samples-per-prompt) or start from a "
+                              "stronger stage-1 model")
+        write_dataset(kept, out / "data")
+        write_report(summary, out / "report.md", done=done)
     # the same weights go on training: stage 2 fine-tunes the stage-1 model, not the base model
-    return summary, run_sft(data=data, out=out / "sft", config=train_config, devices=devices, progress=progress,
-                            model=model, processor=processor)
+    return summary, run_sft(data=out / "data" / "train.json", out=out / "sft", config=config, devices=devices,
+                            progress=progress, model=model, processor=processor)

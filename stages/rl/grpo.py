@@ -103,15 +103,19 @@ class Group:
 
 
 def sample_group(model, processor, prompts: Sequence[Prompt], *, group_size: int, config: RolloutConfig,
-                 loss: GrpoLossConfig, seed: int, rows_at_once: int = 0, progress: bool = False) -> Group:
-    """`group_size` rollouts of each prompt (every row its own key), their rewards and advantages."""
+                 loss: GrpoLossConfig, seed: int, rows_at_once: int = 0, forced_turns=None,
+                 progress: bool = False) -> Group:
+    """`group_size` rollouts of each prompt (every row its own key), their rewards and advantages.
+    `forced_turns[i]` scripts row i's first turns (as `rollout`'s; for tests and benchmarks)."""
     tasks = [dataclasses.replace(p.task, seed=n * group_size + j) for n, p in enumerate(prompts)
              for j in range(group_size)]
     answers = [p.answer for p in prompts for _ in range(group_size)]
     chunk = rows_at_once or len(tasks)
     trajs: list[Trajectory] = []
     for start in range(0, len(tasks), chunk):
-        trajs += rollout(model, processor, tasks[start:start + chunk], config, seed=seed, progress=progress)
+        script = None if forced_turns is None else list(forced_turns[start:start + chunk])
+        trajs += rollout(model, processor, tasks[start:start + chunk], config, seed=seed, forced_turns=script,
+                         progress=progress)
     rewards = [trajectory_reward(t.turns, answer, str(t.task.problem_type)) for t, answer in zip(trajs, answers)]
     scores = np.array([r["overall"] for r in rewards], np.float32).reshape(len(prompts), group_size)
     advantages = np.asarray(advantages_for(jnp.asarray(scores), loss)).reshape(-1)
@@ -191,10 +195,19 @@ class GrpoTrainer(Trainer):
 
     def train_step(self, prompts) -> dict:
         started = time.perf_counter()
-        group = sample_group(self.model, self.processor, next(prompts), group_size=self.grpo.group_size,
-                             config=self.rollout_config, loss=self.loss, seed=self.config.seed * 1_000_003 + self.step,
-                             rows_at_once=self.grpo.rollout_rows)
+        group = self.sample(next(prompts))
         sampled = time.perf_counter()
+        record = self.update(group)
+        return {**record, **group.summary(), "rollout_s": sampled - started, "update_s": time.perf_counter() - sampled}
+
+    def sample(self, prompts: Sequence[Prompt], forced_turns=None) -> Group:
+        """This step's rollout batch from the current weights (`forced_turns` as `rollout`'s)."""
+        return sample_group(self.model, self.processor, prompts, group_size=self.grpo.group_size,
+                            config=self.rollout_config, loss=self.loss, seed=self.config.seed * 1_000_003 + self.step,
+                            rows_at_once=self.grpo.rollout_rows, forced_turns=forced_turns)
+
+    def update(self, group: Group) -> dict:
+        """The optimizer steps on a rollout batch: `batch_size` rows each, in prompt order."""
         sums, rows_seen, grad_norms = {}, 0.0, []
         size, micro = self.config.batch_size, self.config.micro_size
         for start in range(0, self.grpo.rows, size):
@@ -207,12 +220,10 @@ class GrpoTrainer(Trainer):
                     sums[key] = sums.get(key, 0.0) + value
             rows_seen += rows
             grad_norms.append(float(apply_gradients(self.model, self.optimizer, grads, rows)))
-        done = time.perf_counter()
         tokens = int(sum(t.model_mask.sum() for t in group.trajectories))
         return {"loss": sums.get("loss", 0.0) / max(rows_seen, 1.0),
                 **{k: v / max(rows_seen, 1.0) for k, v in sums.items() if k != "loss"},
-                **group.summary(), "grad_norm": float(np.mean(grad_norms)), "tokens": tokens,
-                "rollout_s": sampled - started, "update_s": done - sampled}
+                "grad_norm": float(np.mean(grad_norms)), "tokens": tokens}
 
     def _micro_step(self, group: Group, rows: range) -> tuple[dict, float, object]:
         batch, old = trajectory_batch([group.trajectories[i] for i in rows], self.processor.tokenizer.pad_id)

@@ -1,6 +1,6 @@
 """The trainer all three stages share: AdamW with warm-up + cosine (or constant) and global-norm
 clipping, gradient accumulation, bf16 compute over float32 master weights, frozen parameter
-groups, data parallelism over the visible devices, Orbax checkpoints with exact resume, and
+groups, FSDP over a `tpu` mesh (tpu/rules.py TRAIN), Orbax checkpoints with exact resume, and
 metrics as TensorBoard events + JSONL with a progress bar.
 
 Exact resume. A checkpoint holds the parameters, the optimizer state, the step and the Grain
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import json
 import math
 import os
@@ -35,6 +36,10 @@ from flax import nnx
 from stages.config import Precision, Schedule, TrainConfig
 from stages.data import Batch, SkipLog
 from stages.losses import next_token_loss_sum
+from tpu import logical
+from tpu import mesh as tpu_mesh
+from tpu import rules as tpu_rules
+from tpu import sharding as tpu_sharding
 from vilasr.errors import CheckpointError, ConfigError
 from drawing_ops.render_jax import bucket
 from vilasr.model import prepare_inputs, vision_plan
@@ -115,6 +120,22 @@ def _loss_sum(model, input_ids, attention_mask, loss_mask, positions, images: di
     return next_token_loss_sum(hidden, model.logits, input_ids, loss_mask)
 
 
+def on_mesh(step):
+    """Run a jitted step under the mesh its model's parameters live on and the TRAIN rules, so
+    the model's logical constraints (activations, gradients) take effect; unchanged on one device."""
+    @functools.wraps(step)
+    def run(model, *args, **kwargs):
+        leaf = jax.tree.leaves(nnx.state(model, nnx.Param))[0]
+        traced = isinstance(leaf, jax.core.Tracer)   # inside another jit: its caller set the mesh
+        mesh = None if traced else getattr(getattr(leaf, "sharding", None), "mesh", None)
+        if not isinstance(mesh, jax.sharding.Mesh) or mesh.size == 1:
+            return step(model, *args, **kwargs)
+        with jax.set_mesh(mesh), nnx.logical_axis_rules(tpu_rules.TRAIN):
+            return step(model, *args, **kwargs)
+    return run
+
+
+@on_mesh
 @nnx.jit(static_argnames=("wrt",))
 def _grad_step(model, wrt, input_ids, attention_mask, loss_mask, positions, images):
     """(loss sum, target count, gradients of the loss sum) of one micro-batch."""
@@ -123,6 +144,7 @@ def _grad_step(model, wrt, input_ids, attention_mask, loss_mask, positions, imag
         return total, count
 
     (total, count), grads = nnx.value_and_grad(loss_fn, argnums=nnx.DiffState(0, wrt), has_aux=True)(model)
+    grads = tpu_sharding.constrain_like_params(grads)   # sharded like the parameters, never whole
     return total, count, grads
 
 
@@ -134,6 +156,7 @@ def apply_gradients(model, optimizer, grads, count):
     return optax.tree.norm(grads)
 
 
+@on_mesh
 @nnx.jit
 def _eval_loss(model, input_ids, attention_mask, loss_mask, positions, images):
     return _loss_sum(model, input_ids, attention_mask, loss_mask, positions, images)
@@ -155,8 +178,8 @@ class Trainer:
     progress_fields: ClassVar[dict[str, str]] = {"loss": ".4f", "tokens_per_s": ".0f"}
     desc = "train"
 
-    def __init__(self, model, processor, config: TrainConfig, out_dir, *, total_steps: int, devices: int = 0,
-                 progress: bool = True, updates_per_step: int = 1):
+    def __init__(self, model, processor, config: TrainConfig, out_dir, *, total_steps: int,
+                 devices: int | jax.sharding.Mesh = 0, progress: bool = True, updates_per_step: int = 1):
         self.model, self.processor, self.config = model, processor, config
         self.out = Path(out_dir)
         self.total_steps = total_steps
@@ -386,39 +409,48 @@ def _jsonable(value):
     return json.loads(json.dumps(value, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
 
 
-def _data_mesh(devices: int, micro_batch: int):
-    """A 1-D `data` mesh over `devices` devices (0 = all visible); None for one device."""
-    available = jax.devices()
-    n = len(available) if devices == 0 else devices
-    if n > len(available) or n < 1:
-        raise ConfigError(f"--devices {devices}: only {len(available)} device(s) are visible")
-    if n == 1:
+def _data_mesh(devices, micro_batch: int):
+    """The training mesh: `devices` is a count (0 = all visible), every one of them on the `fsdp`
+    axis (weights, gradients and optimizer state sharded, the batch split by rows), or a Mesh
+    made with `tpu.mesh.make_mesh`; None for one device."""
+    if isinstance(devices, jax.sharding.Mesh):
+        mesh = devices
+    else:
+        available = jax.devices()
+        n = len(available) if devices == 0 else devices
+        if n > len(available) or n < 1:
+            raise ConfigError(f"--devices {devices}: only {len(available)} device(s) are visible")
+        mesh = tpu_mesh.make_mesh(tpu_mesh.MeshConfig(fsdp=-1), available[:n]) if n > 1 else None
+    if mesh is None or mesh.size == 1:
         return None
-    if micro_batch % n:
-        raise ConfigError(f"the micro-batch of {micro_batch} sequences does not divide over {n} devices; "
-                          f"use a multiple of {n} or --devices 1")
-    return jax.sharding.Mesh(np.array(available[:n]), ("data",))
+    rows = tpu_mesh.batch_divisor(mesh)
+    if micro_batch % rows:
+        raise ConfigError(f"the micro-batch of {micro_batch} sequences does not divide over {rows} devices (the "
+                          f"mesh's data x fsdp axes); use a multiple of {rows} or --devices 1")
+    return mesh
 
 
 def _replicate(module, mesh) -> None:
-    replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-    state = nnx.state(module)
-    nnx.update(module, jax.tree.map(lambda x: jax.device_put(x, replicated), state))
+    """Place `module`'s state on `mesh` by its logical names (TRAIN rules: sharded, not copied)."""
+    tpu_sharding.place(module, mesh, tpu_rules.TRAIN)
 
 
 def place_rows(arrays: tuple, mesh) -> tuple:
-    """Arrays whose first axis is the batch's rows, split over the mesh's `data` axis."""
+    """Arrays whose first axis is the batch's rows, split like the batch (TRAIN rules: data x fsdp)."""
     if mesh is None:
         return arrays
-    by_row = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
-    return tuple(jax.device_put(a, by_row) for a in arrays)
+    return tuple(jax.device_put(a, logical.named_sharding(mesh, ("batch",), tpu_rules.TRAIN, np.shape(a)[:1]))
+                 for a in arrays)
 
 
 def _place_batch(arrays, mesh):
     if mesh is None:
         return arrays
-    spec = jax.sharding.PartitionSpec
+
+    def put(x, names):
+        return jax.device_put(x, logical.named_sharding(mesh, names, tpu_rules.TRAIN, np.shape(x)))
+
     ids, attn, loss, positions, images = arrays
-    return (*place_rows((ids, attn, loss), mesh),
-            jax.device_put(positions, jax.sharding.NamedSharding(mesh, spec(None, "data"))),
-            jax.device_put(images, jax.sharding.NamedSharding(mesh, spec())))
+    rows = ("batch", "length")
+    return (put(ids, rows), put(attn, rows), put(loss, rows), put(positions, (None, *rows)),
+            jax.tree.map(lambda x: put(x, (None,) * np.ndim(x)), images))

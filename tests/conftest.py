@@ -1,6 +1,7 @@
 """Test-wide set-up.
 
-* Several host CPU devices (set before JAX starts), so mesh tests shard for real.
+* Several host CPU devices (set before JAX starts), so mesh tests shard for real; JAX runs on the
+  CPU even when libtpu is installed (tests/tpu/test_plan.py compiles for TPU topologies with it).
 * One shared way to build a tiny random transformers Qwen2.5-VL: the trusted reference every
   parity test compares with (`hf_reference` fixture).
 """
@@ -14,7 +15,11 @@ if "--xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", "
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
                                f" --xla_force_host_platform_device_count={HOST_DEVICES}").strip()
 
-import pytest  # noqa: E402
+from tpu.topology import quiet_host_defaults
+
+quiet_host_defaults()   # with libtpu installed (the test extra) and no chip: JAX on CPU, no libtpu init noise
+
+import pytest
 
 
 class HFReference:

@@ -40,7 +40,8 @@ from stages.prompts import Prompt, load_prompts
 from stages.rl.config import GrpoConfig
 from stages.rl.math import GrpoLossConfig, advantages_for, grpo_loss
 from stages.sft import SftResult, export_model, load_model
-from stages.trainer import StopReason, Trainer, apply_gradients, place_rows
+from stages.trainer import StopReason, Trainer, apply_gradients, on_mesh, place_rows
+from tpu.sharding import constrain_like_params
 from vilasr.errors import ConfigError
 from vilasr.eval.rewards import trajectory_reward
 from vilasr.rollout import RolloutConfig, Trajectory, prompt_length, rollout
@@ -145,6 +146,7 @@ def sequence_logprobs(model, input_ids, attention_mask, positions, images: dict,
 teacher_forced_logprobs = nnx.jit(sequence_logprobs, static_argnames=("temperature",))
 
 
+@on_mesh
 @nnx.jit(static_argnames=("wrt", "loss", "temperature"))
 def _grpo_grad_step(model, wrt, loss: GrpoLossConfig, temperature: float, input_ids, attention_mask, loss_mask,
                     positions, images, old_logp, advantages, ref_logp):
@@ -161,6 +163,7 @@ def _grpo_grad_step(model, wrt, loss: GrpoLossConfig, temperature: float, input_
         return value * rows, parts
 
     (total, parts), grads = nnx.value_and_grad(loss_fn, argnums=nnx.DiffState(0, wrt), has_aux=True)(model)
+    grads = constrain_like_params(grads)   # sharded like the parameters, never whole
     return total, rows, {k: v * rows for k, v in parts.items()}, grads
 
 

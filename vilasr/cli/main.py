@@ -30,7 +30,7 @@ class Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     # Sub-commands import NumPy and more: loaded here, inside main's error path (Ctrl-C included).
     from synth.cli import add_synth_command
-    from vilasr.cli import demo, draw, evaluate, infer, train
+    from vilasr.cli import demo, draw, evaluate, infer, plan, train
 
     parser = Parser(prog="vilasr", description="ViLaSR: spatial reasoning by drawing, in JAX.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
@@ -40,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     infer.add_parser(sub)
     evaluate.add_parser(sub)
     train.add_parser(sub)
+    plan.add_parser(sub)
     add_synth_command(sub)
     return parser
 
@@ -54,9 +55,10 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
     from drawing_ops import ToolCallError
     from drawing_ops.protocol import TemplateError
     from synth.errors import SynthError
+    from tpu.errors import TpuError
     from vilasr.errors import VilasrError
 
-    return VilasrError, ToolCallError, TemplateError, SynthError, OSError, MemoryError
+    return VilasrError, ToolCallError, TemplateError, SynthError, TpuError, OSError, MemoryError
 
 
 _OS_HINTS = {errno.EACCES: "choose a path you can write to", errno.EPERM: "choose a path you can write to",
@@ -87,6 +89,9 @@ def describe(exc: BaseException) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from tpu.topology import quiet_host_defaults
+
+    quiet_host_defaults()   # an installed libtpu on a host without a TPU: CPU, and no init errors
     command = "vilasr"
     try:
         with signals_stop():

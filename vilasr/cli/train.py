@@ -53,7 +53,8 @@ def add_parser(sub) -> None:
     train.add_argument("--out", type=Path, required=True, help="run folder: checkpoints, metrics, exported model")
     train.add_argument("--config", type=Path, help="JSON file of training settings (field names as the flags)")
     train.add_argument("--devices", type=int, default=0,
-                       help="devices to train on, data parallel (default: 0 = all visible)")
+                       help="devices to train on: weights, gradients, optimizer state and rows sharded over them "
+                            "(FSDP; default: 0 = all visible)")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_config_flags(train, TrainConfig, _fields(TrainConfig),
                      presets={s.value: TrainConfig.for_stage(s) for s in Stage})
@@ -112,10 +113,12 @@ def _check_stage_flags(args) -> None:
 def run(args) -> int:
     from stages.config import Stage
     from stages.trainer import StopReason
+    from tpu.distributed import initialize
     from vilasr.cli.interrupts import Stopped
     from vilasr.errors import VilasrError
 
     _check_stage_flags(args)
+    initialize()   # on a TPU slice of several hosts: join the others before any device is touched
     config = build_config(args)
     if args.preset in ("3b", "7b"):
         raise VilasrError(f"--preset {args.preset} has no built-in tokenizer or weights; pass --model DIR with a "

@@ -10,6 +10,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
+from tpu import target
 from vilasr.model.layers import NEG_INF, softmax_attend
 
 @jax.tree_util.register_dataclass
@@ -99,7 +100,7 @@ def _reads_whole_cache(chunk_len: int) -> bool:
     needs (GROWTH), so the slots read past the written ones stay bounded. Other backends (TPU)
     slice in place and read only the written blocks.
     """
-    return chunk_len == 1 and jax.default_backend() == "cpu"
+    return chunk_len == 1 and target.platform() == "cpu"
 
 
 def keep_layers_apart() -> bool:
@@ -114,7 +115,7 @@ def keep_layers_apart() -> bool:
     Other backends (TPU) fuse the slices into their consumers: the cache stays stacked (no
     second copy of it) and the layers scanned.
     """
-    return jax.default_backend() == "cpu"
+    return target.platform() == "cpu"
 
 
 def cached_attention(q, ck, cv, mask, used, groups: int, dtype, layer=None, whole: bool | None = None):

@@ -61,7 +61,7 @@ def add_parser(sub) -> None:
 
     sampled = train.add_argument_group("reflective and rl: the rollouts (defaults: the reference's RL settings)")
     sampled.add_argument("--samples-per-prompt", type=non_negative_int, default=8,
-                         help="reflective: rollouts sampled per prompt before the filter")
+                         help="reflective: rollouts sampled per prompt before the filter (default: %(default)s)")
     sampled.add_argument("--prompt-template", type=Path, default=None,
                          help="a JSON or TOML prompt template (PromptTemplate fields); default: our wording")
     presets = {"rl": RolloutConfig.for_rl()}

@@ -20,6 +20,7 @@ from vilasr.errors import ConfigError
 from vilasr.rollout.loop import _feedback_cost, _feedback_text, _image_infos, _input_processor, _prompt_text, _tokens
 from vilasr.uses import ImageTokens, Use
 from vilasr.rollout.sampler import (
+    ban_tokens,
     choose_tokens,
     decode,
     filter_logits,
@@ -129,12 +130,13 @@ def test_greedy_choice_and_logprobs_match_argmax_and_log_softmax():
 
 # ----------------------------------------------------------------------------- rollout exactness
 def full_forward_logprobs(model, processor, traj):
-    """Log-probs of every token under one full forward over the finished conversation."""
+    """Log-probs of every token under one full forward over the finished conversation, from the
+    distribution the sampler draws from (image placeholder tokens banned)."""
     pixels = processor.image_processor(traj.images)
     np.testing.assert_array_equal(pixels["image_grid_thw"], traj.image_grid_thw)
     logits = model(jnp.asarray(traj.token_ids[None]), pixel_values=jnp.asarray(pixels["pixel_values"]),
                    image_grid_thw=pixels["image_grid_thw"])
-    lp = jax.nn.log_softmax(logits[0], axis=-1)
+    lp = jax.nn.log_softmax(ban_tokens(logits[0], model.config.placeholder_ids), axis=-1)
     return np.array([float(lp[i - 1, t]) for i, t in enumerate(traj.token_ids) if i > 0 and traj.model_mask[i]])
 
 

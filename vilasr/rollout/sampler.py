@@ -114,9 +114,12 @@ def choose_tokens(logits: jax.Array, keys: jax.Array, cfg: SamplingConfig) -> tu
 
 
 # ----------------------------------------------------------------------------- prefill
-def _last_real_logits(logits: jax.Array, mask: jax.Array) -> jax.Array:
+def _last_real_logits(model, hidden: jax.Array, mask: jax.Array) -> jax.Array:
+    """(B, V) logits of each row's last real token, from the chunk's hidden states (B, L, E): the
+    vocabulary projection runs on one position per row, not the whole padded chunk ((B, L, V)
+    float32 logits are GBs at GRPO batch sizes with a 152k vocabulary)."""
     last = jnp.maximum(jnp.sum(mask, axis=1) - 1, 0)
-    return jnp.take_along_axis(logits, last[:, None, None], axis=1)[:, 0]
+    return model.logits(jnp.take_along_axis(hidden, last[:, None, None], axis=1))[:, 0]
 
 
 def _rewind_padding(cache: KVCache, start: jax.Array, mask: jax.Array) -> KVCache:
@@ -130,17 +133,17 @@ def _rewind_padding(cache: KVCache, start: jax.Array, mask: jax.Array) -> KVCach
 def _prefill_text(graphdef, state, input_ids, mask, cache):
     model = nnx.merge(graphdef, state)
     start = cache.index
-    logits, cache = model(input_ids, attention_mask=mask, cache=cache)
-    return _last_real_logits(logits, mask), _rewind_padding(cache, start, mask)
+    hidden, cache = model(input_ids, attention_mask=mask, cache=cache, return_hidden=True)
+    return _last_real_logits(model, hidden, mask), _rewind_padding(cache, start, mask)
 
 
 @functools.partial(jax.jit, static_argnums=(0,), donate_argnames=("cache",))
 def _prefill_embeds(graphdef, state, input_ids, mask, positions, image_embeds, cache):
     model = nnx.merge(graphdef, state)
     start = cache.index
-    logits, cache = model(input_ids, attention_mask=mask, positions=positions, image_embeds=image_embeds,
-                          cache=cache)
-    return _last_real_logits(logits, mask), _rewind_padding(cache, start, mask)
+    hidden, cache = model(input_ids, attention_mask=mask, positions=positions, image_embeds=image_embeds,
+                          cache=cache, return_hidden=True)
+    return _last_real_logits(model, hidden, mask), _rewind_padding(cache, start, mask)
 
 
 def prefill(model_parts, cache: KVCache, input_ids: np.ndarray, mask: np.ndarray,

@@ -33,7 +33,7 @@ from vilasr.processing.image import resize_rgb, to_rgb_array
 from vilasr.processing.processor import expand_placeholders
 from vilasr.processing.tokenizer import IM_END, IM_START
 from vilasr.rollout.config import RolloutConfig
-from vilasr.rollout.sampler import GROWTH, bucket, decode, grow_cache, prefill
+from vilasr.rollout.sampler import GROWTH, chunk_bucket, decode, grow_cache, prefill
 from vilasr.rollout.trajectory import RolloutTask, Segment, Trajectory
 from vilasr.rollout.vision import DeviceVision
 from vilasr.uses import REFERENCE_IMAGE_TOKENS, ImageTokens
@@ -155,9 +155,9 @@ def prompt_length(processor, task: RolloutTask, config: RolloutConfig = RolloutC
 
 # ----------------------------------------------------------------------------- the loop
 def _chunk(rows_ids: list[list[int] | None]) -> tuple[np.ndarray, np.ndarray]:
-    """Right-padded (B, bucket) ids and mask; None rows are all padding."""
+    """Right-padded (B, chunk_bucket) ids and mask; None rows are all padding."""
     longest = max((len(r) for r in rows_ids if r is not None), default=1)
-    width = bucket(longest)
+    width = chunk_bucket(longest)
     ids = np.zeros((len(rows_ids), width), np.int32)
     mask = np.zeros((len(rows_ids), width), bool)
     for b, r in enumerate(rows_ids):
@@ -212,7 +212,7 @@ def rollout(model, processor, tasks: Sequence[RolloutTask], config: RolloutConfi
                           for i, t in enumerate(tasks)])
 
     # the prompt chunk: every task's system + question turns with its input images
-    prompt_ids, prompt_feats, grids = [], [], []
+    prompt_ids, grids = [], []
     for row in rows:
         shapes = [im.shape[:2] for im in row.context.images]
         row.messages = _prompt_messages(row.task, shapes, config.template)
@@ -220,11 +220,11 @@ def rollout(model, processor, tasks: Sequence[RolloutTask], config: RolloutConfi
         row.add(ids, False)
         row.grids += [vision.grid(*s) for s in shapes]
         prompt_ids.append(ids)
-        prompt_feats.append(vision.encode(row.context.images))
         grids += [vision.grid(*s) for s in shapes]
         row.images_encoded += len(shapes)
+    prompt_feats = _encode_per_row(vision, [row.context.images for row in rows])
     prompt_lens = [len(ids) for ids in prompt_ids]
-    cache = model.init_cache(len(rows), bucket(max(prompt_lens)) + config.max_turn_tokens + 256)
+    cache = model.init_cache(len(rows), chunk_bucket(max(prompt_lens)) + config.max_turn_tokens + 256)
     logits, cache = _prefill_chunk(model, parts, cache, prompt_ids, prompt_feats, grids)
     for row, n in zip(rows, prompt_lens):
         row.tokens_processed += n
@@ -311,6 +311,16 @@ def rollout(model, processor, tasks: Sequence[RolloutTask], config: RolloutConfi
     return [_finish(row, n) for row, n in zip(rows, prompt_lens)]
 
 
+def _encode_per_row(vision, images_per_row):
+    """Each row's image features, all rows' images encoded together (one call per image size)."""
+    feats = vision.encode([im for images in images_per_row for im in images])
+    out, cursor = [], 0
+    for images in images_per_row:
+        out.append(feats[cursor:cursor + len(images)])
+        cursor += len(images)
+    return out
+
+
 def _reprefill(model, parts, vision, rows):
     """The reference's way: a fresh cache and the whole conversation (all images) prefilled again."""
     seqs, feats, grids = [], [], []
@@ -324,7 +334,7 @@ def _reprefill(model, parts, vision, rows):
         else:
             feats.append([])
     longest = max(len(s) for s in seqs if s is not None)
-    cache = model.init_cache(len(rows), bucket(longest) + 1024)
+    cache = model.init_cache(len(rows), chunk_bucket(longest) + 1024)
     logits, cache = _prefill_chunk(model, parts, cache, seqs, feats, grids)
     return logits, cache
 

@@ -2,7 +2,10 @@
 state, on the model's fixed-size KV cache (contract in vilasr/model/qwen25vl.py).
 
 Compilations stay bounded. A prefill compiles once per (batch, chunk-length bucket, cache size):
-chunks are right-padded to a power of two of at least 16. The decode loop compiles once per
+chunks are right-padded to a chunk bucket (`chunk_bucket`: 16, 32, 64, then four widths per
+octave). A chunk advances the cache's write index by its longest row, not by its padded width, so
+the next chunk or decode step overwrites the padding slots: the cache holds no padding holes from
+chunk buckets, and attention reads only what a row needs. The decode loop compiles once per
 (batch, cache size, turn cap, sampling settings, scripted-turn width bucket): its step limit is a
 traced value. The cache grows in steps of GROWTH slots, so a rollout of N response tokens sees at
 most ~N / 512 cache sizes; the rollout's image encoder and renderer compile once per (image size,
@@ -38,6 +41,16 @@ GROWTH = 512  # spare slots added whenever a cache must grow (each new size comp
 def bucket(length: int, minimum: int = MIN_BUCKET) -> int:
     """The padded length for a chunk: the next power of two, at least `minimum`."""
     return power_of_two(length, minimum)
+
+
+def chunk_bucket(length: int) -> int:
+    """The padded width of a chunk: a power of two up to 64 (at least 16), then a multiple of an
+    eighth of the next power of two (at most ~25% padding, four widths per octave)."""
+    width = bucket(length)
+    if width <= 64:
+        return width
+    step = width // 8
+    return -(-length // step) * step
 
 
 def grow_cache(cache: KVCache, max_len: int) -> KVCache:
@@ -111,30 +124,43 @@ def choose_tokens(logits: jax.Array, keys: jax.Array, cfg: SamplingConfig) -> tu
 
 
 # ----------------------------------------------------------------------------- prefill
-def _last_real_logits(logits: jax.Array, mask: jax.Array) -> jax.Array:
+def _last_real_logits(model, hidden: jax.Array, mask: jax.Array) -> jax.Array:
+    """(B, V) logits of each row's last real token, from the chunk's hidden states (B, L, E): the
+    vocabulary projection runs on one position per row, not the whole padded chunk ((B, L, V)
+    float32 logits are GBs at GRPO batch sizes with a 152k vocabulary)."""
     last = jnp.maximum(jnp.sum(mask, axis=1) - 1, 0)
-    return jnp.take_along_axis(logits, last[:, None, None], axis=1)[:, 0]
+    return model.logits(jnp.take_along_axis(hidden, last[:, None, None], axis=1))[:, 0]
+
+
+def _rewind_padding(cache: KVCache, start: jax.Array, mask: jax.Array) -> KVCache:
+    """The cache with its write index just after the chunk's last real slot (of any row), not after
+    its padded width: later writes overwrite the padding slots (masked off until then)."""
+    filled = jnp.max(jnp.where(mask, jnp.arange(1, mask.shape[1] + 1), 0))
+    return dataclasses.replace(cache, index=(start + filled).astype(cache.index.dtype))
 
 
 @functools.partial(jax.jit, static_argnums=(0,), donate_argnames=("cache",))
 def _prefill_text(graphdef, state, input_ids, mask, cache):
     model = nnx.merge(graphdef, state)
-    logits, cache = model(input_ids, attention_mask=mask, cache=cache)
-    return _last_real_logits(logits, mask), cache
+    start = cache.index
+    hidden, cache = model(input_ids, attention_mask=mask, cache=cache, return_hidden=True)
+    return _last_real_logits(model, hidden, mask), _rewind_padding(cache, start, mask)
 
 
 @functools.partial(jax.jit, static_argnums=(0,), donate_argnames=("cache",))
 def _prefill_embeds(graphdef, state, input_ids, mask, positions, image_embeds, cache):
     model = nnx.merge(graphdef, state)
-    logits, cache = model(input_ids, attention_mask=mask, positions=positions, image_embeds=image_embeds,
-                          cache=cache)
-    return _last_real_logits(logits, mask), cache
+    start = cache.index
+    hidden, cache = model(input_ids, attention_mask=mask, positions=positions, image_embeds=image_embeds,
+                          cache=cache, return_hidden=True)
+    return _last_real_logits(model, hidden, mask), _rewind_padding(cache, start, mask)
 
 
 def prefill(model_parts, cache: KVCache, input_ids: np.ndarray, mask: np.ndarray,
             positions: np.ndarray | None = None, image_embeds: jax.Array | None = None):
     """Append a right-padded chunk (B, L) to the cache; returns (logits of each row's last real
-    token (B, V), cache). `positions` (3, B, L) is required when the chunk holds image tokens, and
+    token (B, V), cache). The cache needs room for all L slots; its index then advances by the
+    chunk's longest row. `positions` (3, B, L) is required when the chunk holds image tokens, and
     `image_embeds` (num_image_tokens, hidden) then fills the image-pad tokens in order."""
     graphdef, state = model_parts
     if image_embeds is None and positions is None:

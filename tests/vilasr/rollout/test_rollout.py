@@ -22,6 +22,7 @@ from vilasr.uses import ImageTokens, Use
 from vilasr.rollout.sampler import (
     ban_tokens,
     choose_tokens,
+    chunk_bucket,
     decode,
     filter_logits,
     first_argmax,
@@ -391,3 +392,27 @@ def test_bad_trajectories_do_not_disturb_good_ones(model, processor):
         np.testing.assert_array_equal(batch[i].token_ids, alone.token_ids)
         np.testing.assert_allclose(batch[i].logprobs, alone.logprobs, atol=2e-4)
         assert batch[i].finish_reason == alone.finish_reason
+
+
+def test_a_padded_chunk_advances_the_index_by_its_longest_row(model, processor):
+    # two rows, right-padded to one chunk width: the index lands after the longer row, and decoding
+    # from there (over the padding slots) matches a cache that never held the padding
+    enc = processor.tokenizer.encode
+    rows = [enc("<|im_start|>user\nHow many chairs?<|im_end|>\n<|im_start|>assistant\n"),
+            enc("<|im_start|>user\nIs the lamp left of the sofa, or right?<|im_end|>\n<|im_start|>assistant\n")]
+    width = chunk_bucket(max(map(len, rows))) + 16
+    ids, mask = np.zeros((2, width), np.int32), np.zeros((2, width), bool)
+    for b, r in enumerate(rows):
+        ids[b, : len(r)], mask[b, : len(r)] = r, True
+    parts, keys = nnx.split(model), jax.random.split(jax.random.key(0), 2)
+    logits, cache = prefill(parts, model.init_cache(2, 256), ids, mask)
+    assert int(cache.index) == max(map(len, rows))
+    out, _ = decode(parts, cache, logits, cfg=GREEDY, keys=keys, caps=np.array([10, 10]), stop_ids=[-1],
+                    max_steps=10, pad_id=0)
+    for b, r in enumerate(rows):
+        alone_logits, alone = prefill(parts, model.init_cache(1, 256), np.array([r], np.int32),
+                                      np.ones((1, len(r)), bool))
+        want, _ = decode(parts, alone, alone_logits, cfg=GREEDY, keys=keys[b:b + 1], caps=np.array([10]),
+                         stop_ids=[-1], max_steps=10, pad_id=0)
+        assert out.tokens[b].tolist() == want.tokens[0].tolist()
+        np.testing.assert_allclose(out.logprobs[b], want.logprobs[0], atol=1e-5)

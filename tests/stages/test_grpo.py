@@ -16,13 +16,13 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from drawing_ops import Box, ImageInfo, VisualContext, parse_tool_calls
-from drawing_ops.protocol import PromptTemplate, format_answer_turn, format_tool_turn
+from colour_task import BOX, OPTIONS, QUESTION, TEMPLATE, letter, scene
+from drawing_ops import Box
+from drawing_ops.protocol import format_tool_turn
 from stages.config import TrainConfig
 from stages.prompts import Prompt, load_prompts
 from stages.rl.config import GrpoConfig
 from stages.rl.grpo import GrpoTrainer, PromptStream, run_grpo, teacher_forced_logprobs, trajectory_batch
-from stages.sft import run_sft
 from synth.io import png_bytes
 from vilasr import ConfigError
 from vilasr.model import Qwen25VL, Qwen25VLConfig
@@ -30,46 +30,6 @@ from vilasr.processing import Processor
 from vilasr.rollout import RolloutConfig, RolloutTask, SamplingConfig, rollout
 
 REPO = Path(__file__).resolve().parents[2]
-TEMPLATE = PromptTemplate(system="Draw, look, answer.", closing="")
-COLORS = {"red": (220, 30, 30), "green": (30, 180, 60), "blue": (40, 60, 220), "yellow": (230, 210, 40)}
-OPTIONS = ("A. red", "B. green", "C. blue", "D. yellow")
-QUESTION = "What colour is the object?"
-BOX = Box(1, (16, 12, 36, 40), "o")
-
-
-def scene(color: str, shade: int) -> np.ndarray:
-    image = np.full((56, 56, 3), 235, np.uint8)
-    image[12:40, 16:36] = np.clip(np.array(COLORS[color]) + 8 * (shade - 2), 0, 255)
-    return image
-
-
-def letter(color: str) -> str:
-    return "ABCD"[list(COLORS).index(color)]
-
-
-def write_cold_start_data(folder: Path, seed: int = 0) -> Path:
-    """Trajectories that box the object, look, and answer with a *random* letter: the cold start
-    teaches the protocol, not the task (its accuracy stays at chance for GRPO to improve)."""
-    rng = np.random.default_rng(seed)
-    folder.mkdir(parents=True, exist_ok=True)
-    records = []
-    for i, (color, shade) in enumerate((c, s) for c in COLORS for s in range(4)):
-        messages = TEMPLATE.prompt_messages(QUESTION, [ImageInfo(1, 56, 56)], options=list(OPTIONS))
-        messages.append({"role": "assistant", "content": format_tool_turn("Box it.", [BOX])})
-        messages.append({"role": "user", "content": TEMPLATE.feedback_prompt([ImageInfo(2, 56, 56)], final=True)})
-        messages.append({"role": "assistant", "content": format_answer_turn("Look.", "ABCD"[rng.integers(4)])})
-        context = VisualContext([scene(color, shade)])
-        context.apply(parse_tool_calls(messages[2]["content"]).actions)
-        paths = []
-        for j, im in enumerate(context.images):
-            (folder / f"{i}_{j}.png").write_bytes(png_bytes(im))
-            paths.append(f"{i}_{j}.png")
-        records.append({"conversations": messages, "images": paths})
-    path = folder / "train.json"
-    path.write_text(json.dumps(records))
-    return path
-
-
 def write_prompts(folder: Path, colors=("red",)) -> Path:
     """RL prompt JSON lines (the reference's form): one per colour and shade."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -93,29 +53,18 @@ SEEDS, STEPS = (0, 1, 2), 10
 
 
 @pytest.fixture(scope="module")
-def cold(tmp_path_factory) -> Path:
-    """A tiny model cold-started here on the colour task's protocol (float32), as a Hugging Face folder."""
-    root = tmp_path_factory.mktemp("cold")
-    config = TrainConfig(learning_rate=3e-3, max_steps=80, batch_size=4, save_every=1000, precision="fp32",
-                         max_seq_len=1024, warmup_ratio=0.0, schedule="constant")
-    result = run_sft(data=write_cold_start_data(root / "data"), out=root / "run", preset="tiny", config=config,
-                     devices=1, progress=False)
-    return result.model_dir
-
-
-@pytest.fixture(scope="module")
 def prompts(tmp_path_factory) -> Path:
     return write_prompts(tmp_path_factory.mktemp("prompts"))
 
 
 @pytest.fixture(scope="module")
-def learned(cold, prompts, tmp_path_factory) -> dict[int, list[dict]]:
+def learned(cold_start, prompts, tmp_path_factory) -> dict[int, list[dict]]:
     """GRPO from the cold start, one run per seed: each step's logged record."""
     root = tmp_path_factory.mktemp("grpo")
     runs = {}
     for seed in SEEDS:
         config = TrainConfig.for_stage("rl", max_steps=STEPS, seed=seed, **RL_SETTINGS)
-        run_grpo(prompts=prompts, out=root / str(seed), model_dir=cold, config=config, grpo=GRPO,
+        run_grpo(prompts=prompts, out=root / str(seed), model_dir=cold_start.model_dir, config=config, grpo=GRPO,
                  rollout_config=RL_ROLLOUT, devices=1, progress=False)
         runs[seed] = _metrics(root / str(seed))
     return runs
@@ -213,13 +162,13 @@ def test_grpo_raises_the_reward_by_more_than_twice_its_spread_over_seeds(learned
         learned[0][0])
 
 
-def test_a_killed_grpo_run_resumes_exactly(cold, prompts, learned, tmp_path):
+def test_a_killed_grpo_run_resumes_exactly(cold_start, prompts, learned, tmp_path):
     """Killed with SIGKILL after its first checkpoint, rerun: the same steps as the uninterrupted
     in-process run of the same settings (seed 0), to the bit."""
     template = tmp_path / "template.json"
     template.write_text(json.dumps({"system": TEMPLATE.system, "closing": ""}))
     settings = [f"--{k.replace('_', '-')}={v}" for k, v in RL_SETTINGS.items()]
-    flags = ["--model", str(cold), "--data", str(prompts), "--prompt-template", str(template), "--max-steps", "3",
+    flags = ["--model", str(cold_start.model_dir), "--data", str(prompts), "--prompt-template", str(template), "--max-steps", "3",
              *settings, "--prompts-per-step", "2", "--group-size", "8", "--max-turns", "2", "--max-turn-tokens", "64",
              "--max-response-tokens", "none"]
     run = tmp_path / "run"

@@ -88,7 +88,7 @@ def one(prompts_per_step: int, group: int, turns: int, size: int, steps: int, tu
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=3)
-    parser.add_argument("--turn-tokens", type=int, default=48)
+    parser.add_argument("--turn-tokens", type=int, default=96, help="token cap per turn (a scripted box turn is ~55)")
     parser.add_argument("--sweep", default="group,turns,image")
     args = parser.parse_args()
     print(f"load average at start: {os.getloadavg()}")

@@ -36,7 +36,7 @@ from drawing_ops.protocol import FinishReason
 from stages.config import Stage, TrainConfig
 from stages.data import Batch, Example, SkipLog, collate
 from stages.losses import next_token_logprobs
-from stages.prompts import Prompt, load_prompts
+from stages.prompts import Prompt, load_prompts, sample
 from stages.rl.config import GrpoConfig
 from stages.rl.math import GrpoLossConfig, advantages_for, grpo_loss
 from stages.sft import SftResult, export_model, load_model
@@ -44,7 +44,7 @@ from stages.trainer import StopReason, Trainer, apply_gradients, on_mesh, place_
 from tpu.sharding import constrain_like_params
 from vilasr.errors import ConfigError
 from vilasr.eval.rewards import trajectory_reward
-from vilasr.rollout import RolloutConfig, Trajectory, prompt_length, rollout
+from vilasr.rollout import RolloutConfig, Trajectory, prompt_length
 
 REWARD_KEYS = ("overall", "accuracy", "format", "reflection")
 
@@ -107,16 +107,10 @@ def sample_group(model, processor, prompts: Sequence[Prompt], *, group_size: int
                  progress: bool = False) -> Group:
     """`group_size` rollouts of each prompt (every row its own key), their rewards and advantages.
     `forced_turns[i]` scripts row i's first turns (as `rollout`'s; for tests and benchmarks)."""
-    tasks = [dataclasses.replace(p.task, seed=n * group_size + j) for n, p in enumerate(prompts)
-             for j in range(group_size)]
-    answers = [p.answer for p in prompts for _ in range(group_size)]
-    chunk = rows_at_once or len(tasks)
-    trajs: list[Trajectory] = []
-    for start in range(0, len(tasks), chunk):
-        script = None if forced_turns is None else list(forced_turns[start:start + chunk])
-        trajs += rollout(model, processor, tasks[start:start + chunk], config, seed=seed, forced_turns=script,
-                         progress=progress)
-    rewards = [trajectory_reward(t.turns, answer, str(t.task.problem_type)) for t, answer in zip(trajs, answers)]
+    pairs = sample(model, processor, prompts, k=group_size, config=config, seed=seed,
+                   batch_size=rows_at_once or len(prompts) * group_size, forced=forced_turns, progress=progress)
+    trajs = [t for _, t in pairs]
+    rewards = [trajectory_reward(t.turns, p.answer, str(t.task.problem_type)) for p, t in pairs]
     scores = np.array([r["overall"] for r in rewards], np.float32).reshape(len(prompts), group_size)
     advantages = np.asarray(advantages_for(jnp.asarray(scores), loss)).reshape(-1)
     return Group(trajs, rewards, advantages)
@@ -158,8 +152,7 @@ def _grpo_grad_step(model, wrt, loss: GrpoLossConfig, temperature: float, input_
 
     def loss_fn(m):
         logp = sequence_logprobs(m, input_ids, attention_mask, positions, images, temperature)
-        value, parts = grpo_loss(logp, old_logp[:, 1:], advantages, mask, loss,
-                                 ref_logp=None if ref_logp is None else ref_logp)
+        value, parts = grpo_loss(logp, old_logp[:, 1:], advantages, mask, loss, ref_logp=ref_logp)
         return value * rows, parts
 
     (total, parts), grads = nnx.value_and_grad(loss_fn, argnums=nnx.DiffState(0, wrt), has_aux=True)(model)
@@ -189,9 +182,9 @@ class GrpoTrainer(Trainer):
         self.reference = nnx.clone(model) if grpo.kl_coef > 0 else None
 
     def settings(self) -> dict:
-        rollout = {f"rollout.{f.name}": repr(getattr(self.rollout_config, f.name))
-                   for f in dataclasses.fields(self.rollout_config)}
-        return {**super().settings(), **{f"grpo.{k}": v for k, v in self.grpo.to_json().items()}, **rollout}
+        rollout_fields = {f"rollout.{f.name}": repr(getattr(self.rollout_config, f.name))
+                          for f in dataclasses.fields(self.rollout_config)}
+        return {**super().settings(), **{f"grpo.{k}": v for k, v in self.grpo.to_json().items()}, **rollout_fields}
 
     def train_step(self, prompts) -> dict:
         started = time.perf_counter()

@@ -29,18 +29,13 @@ def letter(color: str) -> str:
     return "ABCD"[list(COLORS).index(color)]
 
 
-def write_cold_start_data(folder: Path, seed: int = 0) -> Path:
-    """Trajectories that box the object, look, and answer with a *random* letter: the cold start
-    teaches the protocol, not the task (its accuracy stays at chance for GRPO to improve)."""
-    rng = np.random.default_rng(seed)
+def write_trajectories(folder: Path, trajectories) -> Path:
+    """A sharegpt file of (messages, input images) trajectories whose first assistant turn draws:
+    the drawn image is made by the real renderer and written beside the inputs."""
     folder.mkdir(parents=True, exist_ok=True)
     records = []
-    for i, (color, shade) in enumerate((c, s) for c in COLORS for s in range(4)):
-        messages = TEMPLATE.prompt_messages(QUESTION, [ImageInfo(1, 56, 56)], options=list(OPTIONS))
-        messages.append({"role": "assistant", "content": format_tool_turn("Box it.", [BOX])})
-        messages.append({"role": "user", "content": TEMPLATE.feedback_prompt([ImageInfo(2, 56, 56)], final=True)})
-        messages.append({"role": "assistant", "content": format_answer_turn("Look.", "ABCD"[rng.integers(4)])})
-        context = VisualContext([scene(color, shade)])
+    for i, (messages, images) in enumerate(trajectories):
+        context = VisualContext(images)
         context.apply(parse_tool_calls(messages[2]["content"]).actions)
         paths = []
         for j, im in enumerate(context.images):
@@ -50,3 +45,17 @@ def write_cold_start_data(folder: Path, seed: int = 0) -> Path:
     path = folder / "train.json"
     path.write_text(json.dumps(records))
     return path
+
+
+def write_cold_start_data(folder: Path, seed: int = 0) -> Path:
+    """Trajectories that box the object, look, and answer with a *random* letter: the cold start
+    teaches the protocol, not the task (its accuracy stays at chance for GRPO to improve)."""
+    rng = np.random.default_rng(seed)
+    trajectories = []
+    for color, shade in ((c, s) for c in COLORS for s in range(4)):
+        messages = TEMPLATE.prompt_messages(QUESTION, [ImageInfo(1, 56, 56)], options=list(OPTIONS))
+        messages.append({"role": "assistant", "content": format_tool_turn("Box it.", [BOX])})
+        messages.append({"role": "user", "content": TEMPLATE.feedback_prompt([ImageInfo(2, 56, 56)], final=True)})
+        messages.append({"role": "assistant", "content": format_answer_turn("Look.", "ABCD"[rng.integers(4)])})
+        trajectories.append((messages, [scene(color, shade)]))
+    return write_trajectories(folder, trajectories)

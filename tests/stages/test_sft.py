@@ -57,23 +57,9 @@ def conversation(color: str, k: int) -> tuple[list[dict], list[np.ndarray]]:
 
 def write_dataset(folder: Path, n: int = 4) -> Path:
     """A sharegpt file of `n` trajectories (drawn images written by the real renderer)."""
-    from drawing_ops import VisualContext, parse_tool_calls
-    from synth.io import png_bytes
+    from colour_task import write_trajectories
 
-    folder.mkdir(parents=True, exist_ok=True)
-    records = []
-    for i, color in enumerate(list(COLORS)[:n]):
-        messages, images = conversation(color, i)
-        ctx = VisualContext(images)
-        ctx.apply(parse_tool_calls(messages[2]["content"]).actions)
-        paths = []
-        for j, im in enumerate(ctx.images):
-            (folder / f"{i}_{j}.png").write_bytes(png_bytes(im))
-            paths.append(f"{i}_{j}.png")
-        records.append({"conversations": messages, "images": paths})
-    path = folder / "train.json"
-    path.write_text(json.dumps(records))
-    return path
+    return write_trajectories(folder, [conversation(color, i) for i, color in enumerate(list(COLORS)[:n])])
 
 
 @pytest.fixture(scope="module")

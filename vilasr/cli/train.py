@@ -101,9 +101,9 @@ def _check_stage_flags(args) -> None:
     stage = Stage(args.stage)
     misplaced = []
     if stage is not Stage.RL:
-        misplaced += [n for n in given_flags(args, _fields(GrpoConfig))]
+        misplaced += list(given_flags(args, _fields(GrpoConfig)))
     if stage is Stage.COLD_START:
-        misplaced += [n for n in given_flags(args, ROLLOUT_FLAGS + SAMPLING_FLAGS)]
+        misplaced += list(given_flags(args, ROLLOUT_FLAGS + SAMPLING_FLAGS))
         misplaced += ["prompt_template"] if args.prompt_template else []
     if misplaced:
         flags = ", ".join("--" + n.replace("_", "-") for n in misplaced)

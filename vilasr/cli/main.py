@@ -30,7 +30,7 @@ class Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     # Sub-commands import NumPy and more: loaded here, inside main's error path (Ctrl-C included).
     from synth.cli import add_synth_command
-    from vilasr.cli import demo, draw, evaluate, infer, plan, train
+    from vilasr.cli import demo, draw, evaluate, infer, plan, pretrain, train
 
     parser = Parser(prog="vilasr", description="ViLaSR: spatial reasoning by drawing, in JAX.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
@@ -40,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     infer.add_parser(sub)
     evaluate.add_parser(sub)
     train.add_parser(sub)
+    pretrain.add_parser(sub)
     plan.add_parser(sub)
     add_synth_command(sub)
     return parser

@@ -1,0 +1,154 @@
+"""Perception and grounding questions for pretraining a small base model that can see: on the same
+maze and multi-view scenes the benchmarks use, short questions with exact answers -- where S and G
+are, the box of a named thing, the centre of a cell, which moves a cell's walls allow, what a box
+holds. Coordinates are written the way the drawing protocol wants them (absolute pixels of the
+full-size image), so a model that learns them can later place its boxes and lines.
+
+One image carries several questions (a multi-turn chat: every answer is supervised, the image is
+encoded once). Pure in (seed, index): `make_example(family, seed, index)`.
+
+    from synth.perception import write_dataset
+    path = write_dataset("data/base", n=8000, seed=0)   # data/base/train.json + images/
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import json
+from pathlib import Path
+
+import numpy as np
+
+from synth import maze, multiview, templates
+from synth.errors import SynthError
+from synth.io import png_bytes
+from synth.rng import sample_rng
+
+QUESTIONS_PER_IMAGE = 6
+SPLIT = "perception"          # its own split name: no perception image equals a task sample's image
+MANIFEST = "PERCEPTION.json"   # written last: a folder without it is unfinished
+
+
+class Family(str, enum.Enum):
+    MAZE = "maze"
+    MULTIVIEW = "multiview"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+# mazes of every size the benchmarks ask about, and one bigger; multi-view scenes of 4-5 objects
+MAZE_CONFIG = maze.MazeConfig(min_n=3, max_n=6)
+MULTIVIEW_CONFIG = multiview.MultiviewConfig(min_objects=4, max_views=3,
+                                             question_kinds=("motion", "correspondence", "direction"))
+MAZE_SHARE = 0.6
+
+
+@dataclasses.dataclass(frozen=True)
+class Example:
+    """One image (or a few views) and its question/answer pairs."""
+
+    family: Family
+    images: list[np.ndarray]
+    qa: list[tuple[str, str]]
+
+    def conversation(self) -> list[dict]:
+        marks = "".join("<image>" for _ in self.images)
+        messages = []
+        for k, (question, answer) in enumerate(self.qa):
+            messages.append({"role": "user", "content": f"{marks}{question}" if k == 0 else question})
+            messages.append({"role": "assistant", "content": answer})
+        return messages
+
+
+def _cell(c) -> str:
+    return f"row {c[0] + 1}, column {c[1] + 1}"
+
+
+def maze_example(rng: np.random.Generator, config: maze.MazeConfig = MAZE_CONFIG) -> Example:
+    n = int(rng.integers(config.min_n, config.max_n + 1))
+    m = maze.carve(n, rng, config.loop_fraction)
+    cells = [(i, j) for i in range(n) for j in range(n)]
+    picks = rng.choice(len(cells), 6, replace=False)
+    start, goal = cells[picks[0]], cells[picks[1]]
+    n_marks = int(rng.integers(0, 5))
+    marks = {str(d): cells[picks[2 + k]] for k, d in enumerate(sorted(rng.permutation([1, 2, 3, 4])[:n_marks]))}
+    geo = maze.Geometry.of(config.size, n)
+    image = maze.render(m, geo, start, goal, marks)
+
+    probe = cells[int(rng.integers(len(cells)))]
+    open_moves = [d for d in maze.MOVES if m.can_move(probe, d)]
+    pool = [
+        ("Which cell holds S?", _cell(start)),
+        ("Which cell holds G?", _cell(goal)),
+        ("Give the box of S.", templates.fmt_box(geo.cell_box(start))),
+        ("Give the box of G.", templates.fmt_box(geo.cell_box(goal))),
+        ("How many rows and columns does the maze have?", f"{n} by {n}"),
+        (f"Give the centre of {_cell(probe)}.", templates.fmt_point(geo.center(probe))),
+        (f"Give the box of {_cell(probe)}.", templates.fmt_box(geo.cell_box(probe))),
+        (f"Which moves do the walls allow from {_cell(probe)}?", ", ".join(open_moves) or "none"),
+        (f"Which cell holds the point {templates.fmt_point(geo.center(probe))}?", _cell(probe)),
+    ]
+    for d, c in marks.items():
+        pool.append((f"Which cell holds the number {d}?", _cell(c)))
+    return Example(Family.MAZE, [image], _choose(rng, pool))
+
+
+def multiview_example(rng: np.random.Generator, config: multiview.MultiviewConfig = MULTIVIEW_CONFIG) -> Example:
+    kind = config.question_kinds[int(rng.integers(len(config.question_kinds)))]
+    objs, views, _ = multiview._sample_scene_and_views(rng, config, kind)
+    images = [v.rendered.image for v in views]
+    names = [o.name for o in objs]
+    pool = [(f"How many objects stand on the floor in image {len(images)}?", str(len(objs)))]
+    for k, view in enumerate(views, start=1):
+        for i, name in enumerate(names):
+            box = templates.fmt_box(multiview._padded(view.boxes[i], config))
+            pool.append((f"In image {k}, what is inside the box {box}?", name))
+            if names.count(name) == 1:
+                pool.append((f"In image {k}, give the box of the {name}.", box))
+    return Example(Family.MULTIVIEW, images, _choose(rng, pool))
+
+
+def _choose(rng, pool: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    order = rng.permutation(len(pool))[:QUESTIONS_PER_IMAGE]
+    return [pool[k] for k in order]
+
+
+def make_example(seed: int, index: int) -> Example:
+    """Example `index` of the stream `seed`: a maze (60 %) or a multi-view scene."""
+    rng = sample_rng("perception", seed, SPLIT, index)
+    return maze_example(rng) if rng.random() < MAZE_SHARE else multiview_example(rng)
+
+
+def write_dataset(out_dir, n: int, seed: int = 0, *, progress: bool = True) -> Path:
+    """`n` examples as a sharegpt file (`train.json`) plus PNGs; a folder already holding the same
+    (n, seed) is reused as it is. Returns the JSON's path."""
+    if n < 1:
+        raise SynthError(f"a perception dataset needs at least 1 example, got {n}")
+    out_dir = Path(out_dir)
+    wanted = {"dataset": "perception", "n": n, "seed": seed, "questions_per_image": QUESTIONS_PER_IMAGE}
+    manifest = out_dir / MANIFEST
+    if manifest.is_file():
+        if json.loads(manifest.read_text(encoding="utf-8")) == wanted:
+            return out_dir / "train.json"
+        raise SynthError(f"{out_dir} holds another perception dataset (see {manifest}); remove it or choose "
+                         "another folder")
+    (out_dir / "images").mkdir(parents=True, exist_ok=True)
+    records = []
+    indices = range(n)
+    if progress:
+        from tqdm import tqdm
+
+        indices = tqdm(indices, desc="perception data", unit="image", dynamic_ncols=True)
+    for index in indices:
+        example = make_example(seed, index)
+        paths = []
+        for k, image in enumerate(example.images):
+            rel = f"images/{index:06d}_{k}.png"
+            (out_dir / rel).write_bytes(png_bytes(image))
+            paths.append(rel)
+        records.append({"conversations": example.conversation(), "images": paths})
+    (out_dir / "train.json").write_text(json.dumps(records), encoding="utf-8")
+    manifest.write_text(json.dumps(wanted, indent=1) + "\n", encoding="utf-8")
+    return out_dir / "train.json"

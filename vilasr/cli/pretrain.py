@@ -1,0 +1,57 @@
+"""`vilasr pretrain-base`: train the small base model the demo starts from (stages.base).
+
+    vilasr pretrain-base --out runs/base --seed 0
+
+The tiny preset, initialised from --seed, learns synthetic perception and grounding questions
+(where S and G are, boxes of named objects, cell centres, open moves). A rerun into the same --out
+resumes. The exported model (OUT/model, Hugging Face form) carries BASE.json: the command, the seed
+and the sha256 of its weights. The package ships one made this way (stages/assets/base-tiny).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import signal
+import sys
+from pathlib import Path
+
+from synth.cli import non_negative_int
+
+
+def add_parser(sub) -> None:
+    from stages.base import PretrainPlan
+
+    plan = PretrainPlan()
+    cmd = sub.add_parser("pretrain-base", help="train the small base model the demo starts from (resumes from --out)",
+                         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    cmd.add_argument("--out", type=Path, required=True, help="run folder: data, checkpoints, metrics, OUT/model")
+    cmd.add_argument("--seed", type=non_negative_int, default=0, help="seed of the weights, data and order")
+    cmd.add_argument("--images", type=non_negative_int, default=plan.images,
+                     help="perception images to make (each carries several questions; default: %(default)s)")
+    cmd.add_argument("--steps", type=non_negative_int, default=plan.steps, help="optimizer steps (default: %(default)s)")
+    cmd.add_argument("--batch-size", type=non_negative_int, default=plan.batch_size,
+                     help="conversations per step (default: %(default)s)")
+    cmd.add_argument("--learning-rate", type=float, default=plan.learning_rate,
+                     help="peak learning rate, cosine schedule (default: %(default)s)")
+    cmd.add_argument("--no-progress", action="store_true", help="no progress bars")
+    cmd.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from stages.base import RECORD, PretrainPlan, run_pretrain
+    from stages.trainer import StopReason
+    from vilasr.cli.interrupts import Stopped
+    from vilasr.errors import ConfigError
+
+    if min(args.images, args.steps, args.batch_size) < 1:
+        raise ConfigError("--images, --steps and --batch-size must be >= 1")
+    plan = PretrainPlan(images=args.images, steps=args.steps, batch_size=args.batch_size,
+                        learning_rate=args.learning_rate)
+    command = "vilasr " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["pretrain-base"] else ""
+    result = run_pretrain(out=args.out, seed=args.seed, plan=plan, command=command, progress=not args.no_progress)
+    if result.model_dir is None:
+        signum = signal.SIGINT if result.run.stop is StopReason.INTERRUPTED else signal.SIGTERM
+        raise Stopped(signum, f"checkpoint saved at step {result.run.step}; rerun the same command to resume")
+    print(f"base model: {result.model_dir} (recorded in {result.model_dir / RECORD})")
+    return 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 import html
 import json
 import os
+import posixpath
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -87,23 +88,34 @@ def summary_markdown(summary: EvalSummary, title: str = "") -> str:
 
 # -- plots ------------------------------------------------------------------------------------------
 
-def write_plots(out: Path, summary: EvalSummary, lines: Sequence[dict]) -> list[Path]:
+def pyplot():
+    """matplotlib's pyplot on the Agg backend (no display needed)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def save_figure(fig, path: Path) -> Path:
+    """Write a figure as PNG under a temporary name, rename it into place, and close it."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    fig.tight_layout()
+    fig.savefig(tmp, format="png", dpi=100)
+    pyplot().close(fig)
+    os.replace(tmp, path)
+    return path
+
+
+def write_plots(out: Path, summary: EvalSummary, lines: Sequence[dict]) -> list[Path]:
+    plt = pyplot()
     scored = [line for line in lines if line.get("status") == "scored"]
     paths = []
 
     def save(fig, name):
-        path = Path(out) / name
-        tmp = path.with_name(f".{name}.tmp")
-        fig.tight_layout()
-        fig.savefig(tmp, format="png", dpi=100)
-        plt.close(fig)
-        os.replace(tmp, path)
-        paths.append(path)
+        paths.append(save_figure(fig, Path(out) / name))
 
     types = list(summary.per_type)
     fig, ax = plt.subplots(figsize=(max(4, 0.6 * len(types) + 2), 3.5))
@@ -169,7 +181,9 @@ function show(kind, value, button){
 """
 
 
-def _record_html(line: dict) -> str:
+def _record_html(line: dict, image_root: str = "") -> str:
+    """One record as HTML; `image_root` is prefixed to its image paths (which are relative to its
+    eval folder) when the page lives elsewhere."""
     e = html.escape
     score = float(line["score"])
     kind = verdict(score)
@@ -182,7 +196,7 @@ def _record_html(line: dict) -> str:
                                               else "") + "</pre>",
              f'<p class="meta">answer: <b>{e(line["answer"])}</b> · prediction: <b>{e(str(line["prediction"]))}'
              "</b></p>"]
-    images = list(line.get("images", []))
+    images = [posixpath.join(image_root, p) if image_root else p for p in line.get("images", [])]
     shown_inputs = min(line.get("num_inputs", 0), len(images))
     parts.append("<div>" + "".join(f'<img src="{e(p)}" alt="input {k + 1}" loading="eager">'
                                    for k, p in enumerate(images[:shown_inputs])) + "</div>")

@@ -1,38 +1,16 @@
 """The gallery in a real headless Chromium (Debian's chromium + chromium-driver, which `make test`
 and .ci/run install when absent), driven with Selenium: every image loads (naturalWidth > 0),
 each filter shows the expected number of records, and a screenshot is kept (gallery.png in the
-test's tmp folder, printed by the test)."""
+test's tmp folder, printed by the test). The `browser` fixture is in conftest.py."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import pytest
-from eval_fixtures import scripted_generate, write_benchmark_files
+from eval_fixtures import image_widths, scripted_generate, write_benchmark_files
 from test_runner import BOX, BOX2, answer
 
 from vilasr.eval.benchmarks import Benchmark, load_records
 from vilasr.eval.report import write_reports
 from vilasr.eval.runner import RESULTS, read_results, run_eval
-
-CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
-        pytest.skip("Debian's chromium and chromium-driver are not installed (make test installs them)")
-    webdriver = pytest.importorskip("selenium.webdriver")
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--window-size=1200,1600", "--allow-file-access-from-files"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
-    yield driver
-    driver.quit()
 
 
 def test_gallery_in_headless_chromium(browser, tmp_path):
@@ -47,11 +25,7 @@ def test_gallery_in_headless_chromium(browser, tmp_path):
     write_reports(out, summary, read_results(out / RESULTS))
 
     browser.get((out / "gallery.html").as_uri())
-    browser.execute_async_script("""
-        const done = arguments[arguments.length - 1];
-        Promise.all([...document.images].map(i => i.complete ? null : new Promise(r => {i.onload = i.onerror = r;})))
-          .then(() => done());""")
-    widths = browser.execute_script("return [...document.images].map(i => i.naturalWidth)")
+    widths = image_widths(browser)
     # inputs: 2 + 1 + 2; drawn: 2 + 1 + 1
     assert len(widths) == 9 and all(w > 0 for w in widths), widths
 

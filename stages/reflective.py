@@ -29,6 +29,10 @@ from vilasr.eval.rewards import trajectory_reward
 from vilasr.rollout import RolloutConfig, Trajectory
 
 
+class NothingKept(ConfigError):
+    """Sampling finished, but no trajectory passed the filter: there is nothing to fine-tune on."""
+
+
 @dataclasses.dataclass(frozen=True)
 class Verdict:
     correct: bool
@@ -128,7 +132,7 @@ def run_reflective(*, prompts, out, preset: str | None = None, model_dir=None, k
         summary = report(judged)
         if not kept:
             write_report(summary, out / "report.md", done=None)
-            raise ConfigError(f"none of {len(judged)} sampled trajectories is correct, well formed and reflective "
+            raise NothingKept(f"none of {len(judged)} sampled trajectories is correct, well formed and reflective "
                               f"(report: {out / 'report.md'}); sample more (--samples-per-prompt) or start from a "
                               "stronger stage-1 model")
         write_dataset(kept, out / "data")

@@ -42,6 +42,7 @@ from tpu import rules as tpu_rules
 from tpu import sharding as tpu_sharding
 from vilasr.errors import CheckpointError, ConfigError
 from drawing_ops.render_jax import bucket
+from vilasr.rollout.sampler import chunk_bucket
 from vilasr.model import prepare_inputs, vision_plan
 from vilasr.rollout.vision import DeviceVision
 
@@ -169,6 +170,26 @@ class RunResult:
     stop: StopReason
     losses: list[float]
     skipped: dict[str, int]
+
+
+def pad_patches(pixels: np.ndarray, grids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel rows (patches) padded with blank frames to a bucketed total (chunk_bucket: at most ~25 %
+    more), and the grids with the blank frames added. The tower's shapes then depend on the total
+    alone, so a trainable tower compiles once per bucket, not once per mix of image sizes. Blank
+    frames come after the real ones (no image token takes their features), 2 patches tall and at
+    most as long as the longest real frame (which keeps the attention block sizes)."""
+    total = int(pixels.shape[0])
+    missing = chunk_bucket(total) - total
+    longest = int((grids[:, 1] * grids[:, 2]).max())
+    extra = []
+    while missing > 0:
+        patches = min(missing, max(4, longest - longest % 4))
+        extra.append((1, 2, patches // 2))
+        missing -= patches
+    if not extra:
+        return pixels, grids
+    blank = np.zeros((sum(2 * w for _, _, w in extra), pixels.shape[1]), pixels.dtype)
+    return np.concatenate([pixels, blank]), np.concatenate([grids, np.array(extra, grids.dtype)])
 
 
 class Trainer:
@@ -322,12 +343,8 @@ class Trainer:
         positions = prepare_inputs(cfg, batch.input_ids, batch.attention_mask,
                                    grids if len(grids) else None)["positions"]
         if not self.config.freeze_vision and batch.images:
-            # a power-of-two number of images (blank ones after the real ones, whose features no
-            # image token takes): a run compiles once per count bucket, not once per image count
-            padded = list(batch.images) + [np.zeros_like(batch.images[0])] * (bucket(len(batch.images), 1)
-                                                                              - len(batch.images))
-            pixels = self.processor.image_processor(padded)["pixel_values"]
-            padded_grids = np.array([self.vision.grid(*im.shape[:2]) for im in padded], np.int32)
+            pixels = self.processor.image_processor(list(batch.images))["pixel_values"]
+            pixels, padded_grids = pad_patches(pixels, grids)
             images = {"pixels": pixels, "plan": vision_plan(padded_grids, cfg.vision)}
         else:
             self.vision.parts = nnx.split(self.model)   # current weights (and no stale copies kept alive)

@@ -9,6 +9,7 @@ from typing import Iterator
 from drawing_ops.protocol import DEFAULT_TEMPLATE, PromptTemplate
 from synth import maze, multiview, static_scene
 from synth.records import FAMILIES, TRAJECTORY_KINDS, Sample
+from synth.trajectory import ThinkStyle
 
 _MODULES = {"maze": maze, "static": static_scene, "multiview": multiview}
 _CONFIGS = {"maze": maze.MazeConfig, "static": static_scene.StaticConfig, "multiview": multiview.MultiviewConfig}
@@ -30,22 +31,24 @@ def default_config(family: str, size: int | None = None, **overrides):
 
 
 def make_sample(family: str, seed: int, index: int, *, config=None, trajectory: str = "none",
-                split: str = "train", backend: str = "numpy", template: PromptTemplate = DEFAULT_TEMPLATE) -> Sample:
-    """One sample; its trajectory's prompts and feedback turns are worded by `template`."""
+                split: str = "train", backend: str = "numpy", template: PromptTemplate = DEFAULT_TEMPLATE,
+                think: ThinkStyle = ThinkStyle.FULL) -> Sample:
+    """One sample; its trajectory's prompts and feedback turns are worded by `template`, its thinking
+    text written in full or brief (`think`)."""
     _check_family(family)
     if trajectory not in TRAJECTORY_KINDS:
         raise ValueError(f"trajectory must be one of {TRAJECTORY_KINDS}, got {trajectory!r}")
     config = config if config is not None else default_config(family)
     return _MODULES[family].make_sample(seed, index, config, trajectory=trajectory, split=split, backend=backend,
-                                        template=template)
+                                        template=template, think=ThinkStyle(think))
 
 
 def iter_samples(family: str, n: int, seed: int, *, config=None, trajectory: str = "none", split: str = "train",
-                 backend: str = "numpy", start: int = 0, template: PromptTemplate = DEFAULT_TEMPLATE
-                 ) -> Iterator[Sample]:
+                 backend: str = "numpy", start: int = 0, template: PromptTemplate = DEFAULT_TEMPLATE,
+                 think: ThinkStyle = ThinkStyle.FULL) -> Iterator[Sample]:
     for index in range(start, start + n):
         yield make_sample(family, seed, index, config=config, trajectory=trajectory, split=split, backend=backend,
-                          template=template)
+                          template=template, think=think)
 
 
 def config_to_json(config) -> dict:

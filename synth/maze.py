@@ -28,7 +28,7 @@ import numpy as np
 from synth import raster, templates
 from synth.records import Sample, lettered, option_letter
 from synth.rng import sample_id, sample_rng
-from synth.trajectory import Item, Step, write_trajectory
+from synth.trajectory import Item, Step, ThinkStyle, write_trajectory
 from drawing_ops import Box, Line
 from drawing_ops.protocol import DEFAULT_TEMPLATE, PromptTemplate
 
@@ -350,7 +350,7 @@ _INTRO = ("The maze is drawn on a grid; the green S marks the start, the red G t
 
 def make_sample(seed: int, index: int, config: MazeConfig = MazeConfig(), trajectory: str = "none",
                 split: str = "train", backend: str = "numpy",
-                template: PromptTemplate = DEFAULT_TEMPLATE) -> Sample:
+                template: PromptTemplate = DEFAULT_TEMPLATE, think: ThinkStyle = ThinkStyle.FULL) -> Sample:
     """One maze task (and its trajectory unless `trajectory == "none"`). Pure in (seed, index, config, split)."""
     rng = sample_rng(FAMILY, seed, split, index)
     while True:
@@ -407,7 +407,7 @@ def make_sample(seed: int, index: int, config: MazeConfig = MazeConfig(), trajec
     steps, mistake = plan_steps(sample, maze, geo, route, start, goal, marks, rng, reflective=trajectory == "reflective")
     if mistake:
         sample.meta["mistake"] = mistake
-    return write_trajectory(sample, steps, trajectory, backend=backend, template=template)
+    return write_trajectory(sample, steps, trajectory, backend=backend, template=template, think=think)
 
 
 def _round_pt(p) -> tuple[int, int]:

@@ -28,7 +28,7 @@ from synth import raster, render3d, templates
 from synth.records import Sample, lettered, option_letter
 from synth.render3d import Camera, Mesh
 from synth.rng import sample_id, sample_rng
-from synth.trajectory import Item, Step, write_trajectory
+from synth.trajectory import Item, Step, ThinkStyle, write_trajectory
 
 FAMILY = "multiview"
 QUESTION_KINDS = ("motion", "vci", "correspondence", "direction", "distance")
@@ -307,7 +307,7 @@ DIRECTION_TEXT = {"left": "to the left of it", "right": "to the right of it",
 
 def make_sample(seed: int, index: int, config: MultiviewConfig = MultiviewConfig(), trajectory: str = "none",
                 split: str = "train", backend: str = "numpy",
-                template: PromptTemplate = DEFAULT_TEMPLATE) -> Sample:
+                template: PromptTemplate = DEFAULT_TEMPLATE, think: ThinkStyle = ThinkStyle.FULL) -> Sample:
     rng = sample_rng(FAMILY, seed, split, index)
     kinds = list(config.question_kinds)
     for _ in range(50):
@@ -335,7 +335,7 @@ def make_sample(seed: int, index: int, config: MultiviewConfig = MultiviewConfig
         return sample
     if mistake:
         sample.meta["mistake"] = mistake
-    return write_trajectory(sample, steps, trajectory, backend=backend, template=template)
+    return write_trajectory(sample, steps, trajectory, backend=backend, template=template, think=think)
 
 
 def _question(kind, objs, views, motions, config, rng):

@@ -23,7 +23,7 @@ from drawing_ops.protocol import DEFAULT_TEMPLATE, PromptTemplate
 from synth import raster, templates
 from synth.records import Sample, lettered, option_letter
 from synth.rng import sample_id, sample_rng
-from synth.trajectory import Item, Step, write_trajectory
+from synth.trajectory import Item, Step, ThinkStyle, write_trajectory
 
 FAMILY = "static"
 QUESTION_KINDS = ("relation", "closest", "count", "size")
@@ -246,7 +246,7 @@ def _try_question(kind: str, objs: list[Obj], rng):
 
 def make_sample(seed: int, index: int, config: StaticConfig = StaticConfig(), trajectory: str = "none",
                 split: str = "train", backend: str = "numpy",
-                template: PromptTemplate = DEFAULT_TEMPLATE) -> Sample:
+                template: PromptTemplate = DEFAULT_TEMPLATE, think: ThinkStyle = ThinkStyle.FULL) -> Sample:
     rng = sample_rng(FAMILY, seed, split, index)
     kinds = list(config.question_kinds)
     kind = kinds[int(rng.integers(len(kinds)))]
@@ -280,7 +280,7 @@ def make_sample(seed: int, index: int, config: StaticConfig = StaticConfig(), tr
         return sample
     if mistake:
         sample.meta["mistake"] = mistake
-    return write_trajectory(sample, steps, trajectory, backend=backend, template=template)
+    return write_trajectory(sample, steps, trajectory, backend=backend, template=template, think=think)
 
 
 # -- trajectory plan ------------------------------------------------------------------------------

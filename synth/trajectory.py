@@ -19,6 +19,7 @@ will produce) and `{prev[v]}` (the image the previous drawing step produced for 
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field, replace
 from typing import Sequence
 
@@ -27,6 +28,28 @@ from drawing_ops.context import group_by_source
 from drawing_ops.protocol import DEFAULT_TEMPLATE, PromptTemplate, Role, format_answer_turn, format_tool_turn
 from synth import templates
 from synth.records import Sample
+
+
+class ThinkStyle(str, enum.Enum):
+    """How much a trajectory's thinking text says. FULL: the facts behind every step (the cells,
+    the runs, the check of each drawing). BRIEF: one short sentence per step, so that a small model
+    spends its tokens on the drawings and the answer (the demo's tiny model samples every token on
+    a CPU); the drawings, the reflection and the answer are the same."""
+
+    FULL = "full"
+    BRIEF = "brief"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+def brief_think(step: "Step") -> str:
+    if step.answer is not None:
+        return "I read the answer off the drawings."
+    if step.correction:
+        return "The last image has a drawing in the wrong place; I redraw it under the same label."
+    labels = ", ".join(dict.fromkeys(it.label.replace("{", "{{").replace("}", "}}") for it in step.items))
+    return ("I box " if all(it.bbox is not None for it in step.items) else "I draw ") + labels + "."
 
 
 class TrajectoryError(RuntimeError):
@@ -73,7 +96,7 @@ class _State:
 
 
 def write_trajectory(sample: Sample, steps: Sequence[Step], kind: str, *, backend: str = "numpy",
-                     template: PromptTemplate = DEFAULT_TEMPLATE) -> Sample:
+                     template: PromptTemplate = DEFAULT_TEMPLATE, think: ThinkStyle = ThinkStyle.FULL) -> Sample:
     """Run the planned steps through the protocol; returns a copy of `sample` with the
     conversation, the drawn images and `trajectory=kind`."""
     if not steps or steps[-1].answer is None:
@@ -82,6 +105,8 @@ def write_trajectory(sample: Sample, steps: Sequence[Step], kind: str, *, backen
     state = _State(current={v: v for v in range(1, len(sample.images) + 1)})
     conversation = templates.prompt_messages(sample, template)
     for n, step in enumerate(steps):
+        if think is ThinkStyle.BRIEF:
+            step = replace(step, think=brief_think(step))
         if step.answer is not None:
             if n != len(steps) - 1:
                 raise TrajectoryError("only the last step may answer")

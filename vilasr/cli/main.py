@@ -30,13 +30,14 @@ class Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     # Sub-commands import NumPy and more: loaded here, inside main's error path (Ctrl-C included).
     from synth.cli import add_synth_command
-    from vilasr.cli import demo, draw, evaluate, infer, plan, pretrain, train
+    from vilasr.cli import demo, draw, draw_demo, evaluate, infer, plan, pretrain, train
 
     parser = Parser(prog="vilasr", description="ViLaSR: spatial reasoning by drawing, in JAX.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     draw.add_parser(sub)
     demo.add_parser(sub)
+    draw_demo.add_parser(sub)
     infer.add_parser(sub)
     evaluate.add_parser(sub)
     train.add_parser(sub)

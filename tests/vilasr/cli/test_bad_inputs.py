@@ -103,9 +103,9 @@ BAD_INPUTS = [
     ("draw-image-folder", ["draw", "a_folder", "--calls", "turn.txt", "--out", "o.png"], "is a folder"),
     ("draw-image-too-large", ["draw", "wide.png", "--calls", "turn.txt", "--out", "o.png"], "8192"),
     # demo
-    ("demo-out-a-file", ["demo", "--out", "a_file"], "is a file"),
-    ("demo-out-unwritable", ["demo", "--out", "/proc/demo"], "cannot write"),
-    ("demo-out-users-folder", ["demo", "--out", "users"], "did not write"),
+    ("draw-demo-out-a-file", ["draw-demo", "--out", "a_file"], "is a file"),
+    ("draw-demo-out-unwritable", ["draw-demo", "--out", "/proc/demo"], "cannot write"),
+    ("draw-demo-out-users-folder", ["draw-demo", "--out", "users"], "did not write"),
     # synth
     ("synth-seed-negative", ["synth", "maze", "--n", "2", "--seed", "-5", "--out", "d"], ">= 0"),
     ("synth-seed-not-a-number", ["synth", "maze", "--n", "2", "--seed", "abc", "--out", "d"], "whole number"),
@@ -249,15 +249,15 @@ def test_a_bug_prints_a_traceback_and_asks_for_a_report(files, monkeypatch, caps
 
 
 def test_ctrl_c_anywhere_is_one_line_and_130(files, monkeypatch, capsys):
-    from vilasr.cli import demo
+    from vilasr.cli import draw_demo
 
     monkeypatch.chdir(files)
 
     def interrupted(*a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(demo, "make_scene", interrupted)
-    assert run_main(["demo", "--out", "d"]) == 130
+    monkeypatch.setattr(draw_demo, "make_scene", interrupted)
+    assert run_main(["draw-demo", "--out", "d"]) == 130
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "stopped by Ctrl-C" in err and "Traceback" not in err
 

@@ -77,8 +77,8 @@ def test_console_script_entry_point(image_path, tmp_path):
     assert out.exists()
 
 
-def test_demo_writes_trajectory(tmp_path):
-    assert main(["demo", "--out", str(tmp_path)]) == 0
+def test_draw_demo_writes_trajectory(tmp_path):
+    assert main(["draw-demo", "--out", str(tmp_path)]) == 0
     images = sorted(tmp_path.glob("image_*.png"))
     assert len(images) == 4 and (tmp_path / "trajectory.png").exists()
     log = json.loads((tmp_path / "trajectory.json").read_text())
@@ -156,7 +156,7 @@ def test_every_flag_has_help_and_shows_its_default():
 
     parser = build_parser()
     commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
-    assert set(commands) >= {"draw", "demo", "infer", "synth"}
+    assert set(commands) >= {"draw", "draw-demo", "demo", "pretrain-base", "infer", "synth"}
     for name, sub in commands.items():
         formatter = sub._get_formatter()
         for action in sub._actions:

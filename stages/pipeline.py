@@ -75,19 +75,19 @@ class Part(str, enum.Enum):
 class DemoPlan:
     """Sizes and settings of one demo run. `full()` is `vilasr demo`; `quick()` is `--quick`."""
 
-    cold_trajectories: int = 1200        # per family; a fifth of them reflective (a redrawn mistake)
-    reflective_prompts: int = 96         # per family
+    cold_trajectories: int = 800         # per family; a fifth of them reflective (a redrawn mistake)
+    reflective_prompts: int = 48         # per family
     samples_per_prompt: int = 4
-    rl_prompts: int = 512                # per family
+    rl_prompts: int = 256                # per family
     benchmark_records: int = 200         # per benchmark (held-out seeds)
-    cold_steps: int = 500
-    reflective_steps: int = 120
-    rl_steps: int = 40
+    cold_steps: int = 300
+    reflective_steps: int = 60
+    rl_steps: int = 30
     batch_size: int = 8
     prompts_per_step: int = 4
     group_size: int = 8
     learning_rate: float = 1e-3
-    rl_learning_rate: float = 2e-4
+    rl_learning_rate: float = 3e-4
     max_turn_tokens: int = 384
     max_response_tokens: int = 1536
     eval_batch: int = 16

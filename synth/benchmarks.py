@@ -40,12 +40,13 @@ class BuiltinBenchmark:
         return iter_samples(self.family, n, self.seed, config=self.config, split=HELDOUT_SPLIT, backend=backend)
 
 
-# Only 4-option multiple-choice kinds; mazes of 3..5 cells a side; 2..3 views.
+# Only 4-option multiple-choice kinds (4+ objects, so a correspondence question has 4 boxes to choose
+# from); mazes of 3..5 cells a side; 2..3 views.
 BUILTIN = {
     "synth-maze": BuiltinBenchmark("synth-maze", "maze", HELDOUT_SEEDS[0],
                                    maze.MazeConfig(min_n=3, max_n=5)),
     "synth-multiview": BuiltinBenchmark("synth-multiview", "multiview", HELDOUT_SEEDS[1],
-                                        multiview.MultiviewConfig(max_views=3,
+                                        multiview.MultiviewConfig(min_objects=4, max_views=3,
                                                                   question_kinds=("motion", "correspondence",
                                                                                   "direction"))),
 }

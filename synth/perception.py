@@ -52,6 +52,7 @@ class Example:
     family: Family
     images: list[np.ndarray]
     qa: list[tuple[str, str]]
+    facts: dict = dataclasses.field(default_factory=dict)   # what the answers were computed from
 
     def conversation(self) -> list[dict]:
         marks = "".join("<image>" for _ in self.images)
@@ -92,7 +93,7 @@ def maze_example(rng: np.random.Generator, config: maze.MazeConfig = MAZE_CONFIG
     ]
     for d, c in marks.items():
         pool.append((f"Which cell holds the number {d}?", _cell(c)))
-    return Example(Family.MAZE, [image], _choose(rng, pool))
+    return Example(Family.MAZE, [image], _choose(rng, pool), {"n": n, "start": start, "goal": goal})
 
 
 def multiview_example(rng: np.random.Generator, config: multiview.MultiviewConfig = MULTIVIEW_CONFIG) -> Example:
@@ -107,7 +108,7 @@ def multiview_example(rng: np.random.Generator, config: multiview.MultiviewConfi
             pool.append((f"In image {k}, what is inside the box {box}?", name))
             if names.count(name) == 1:
                 pool.append((f"In image {k}, give the box of the {name}.", box))
-    return Example(Family.MULTIVIEW, images, _choose(rng, pool))
+    return Example(Family.MULTIVIEW, images, _choose(rng, pool), {"names": names})
 
 
 def _choose(rng, pool: list[tuple[str, str]]) -> list[tuple[str, str]]:

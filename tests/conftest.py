@@ -21,6 +21,8 @@ quiet_host_defaults()   # with libtpu installed (the test extra) and no chip: JA
 
 import pytest
 
+from browser import browser  # noqa: F401  (the headless-Chromium fixture, for every HTML page test)
+
 
 class HFReference:
     """Builds, loads and runs tiny random transformers Qwen2.5-VL models (PyTorch, float32, eager)."""

@@ -49,7 +49,7 @@ def test_question_shapes():
         assert 3 <= sample.meta["grid_size"] <= 5
         assert sample.problem_type == "multiple choice" and len(sample.options) == 4
     views = set()
-    for sample in BUILTIN["synth-multiview"].samples(12):
+    for sample in BUILTIN["synth-multiview"].samples(30):
         assert sample.problem_type == "multiple choice" and len(sample.options) == 4
         assert 2 <= len(sample.images) <= 3
         views.add(len(sample.images))

@@ -94,3 +94,20 @@ def test_trajectory_kind_does_not_change_the_task(family):
         s = families.make_sample(family, 9, 1, config=config, trajectory=kind)
         assert (s.question, s.options, s.answer) == (base.question, base.options, base.answer)
         assert all(np.array_equal(a, b) for a, b in zip(s.images, base.images))
+
+
+@pytest.mark.parametrize("family", ["maze", "multiview", "static"])
+def test_brief_thinking_keeps_the_drawings_and_the_answer(family):
+    from synth.families import make_sample
+    from synth.trajectory import ThinkStyle
+
+    for kind in ("cold", "reflective"):
+        full = make_sample(family, 5, 2, trajectory=kind)
+        brief = make_sample(family, 5, 2, trajectory=kind, think=ThinkStyle.BRIEF)
+        turns_full, turns_brief = full.assistant_turns(), brief.assistant_turns()
+        assert len(turns_full) == len(turns_brief)
+        assert sum(map(len, turns_brief)) < sum(map(len, turns_full))
+        for a, b in zip(turns_full, turns_brief):
+            pa, pb = parse_tool_calls(a), parse_tool_calls(b)
+            assert not pb.errors and pa.actions == pb.actions and pa.answer == pb.answer
+        assert all(np.array_equal(x, y) for x, y in zip(full.drawn_images, brief.drawn_images))

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import shlex
 import signal
-import sys
 from pathlib import Path
 
 from synth.cli import non_negative_int
@@ -48,7 +47,10 @@ def run(args) -> int:
         raise ConfigError("--images, --steps and --batch-size must be >= 1")
     plan = PretrainPlan(images=args.images, steps=args.steps, batch_size=args.batch_size,
                         learning_rate=args.learning_rate)
-    command = "vilasr " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["pretrain-base"] else ""
+    # every setting spelled out, so the record reproduces the run whatever the defaults become
+    command = shlex.join(["vilasr", "pretrain-base", "--out", str(args.out), "--seed", str(args.seed), "--images",
+                          str(plan.images), "--steps", str(plan.steps), "--batch-size", str(plan.batch_size),
+                          "--learning-rate", str(plan.learning_rate)])
     result = run_pretrain(out=args.out, seed=args.seed, plan=plan, command=command, progress=not args.no_progress)
     if result.model_dir is None:
         signum = signal.SIGINT if result.run.stop is StopReason.INTERRUPTED else signal.SIGTERM

@@ -100,12 +100,3 @@ def scripted_generate(script: dict[str, list[str]], calls: list | None = None):
             out.append(Recorded(turns, reason, 10 * len(turns), images, messages))
         return out
     return generate
-
-
-def image_widths(driver) -> list[int]:
-    """Every <img>'s naturalWidth once all have loaded or failed (0 for one that failed)."""
-    driver.execute_async_script("""
-        const done = arguments[arguments.length - 1];
-        Promise.all([...document.images].map(i => i.complete ? null : new Promise(r => {i.onload = i.onerror = r;})))
-          .then(() => done());""")
-    return driver.execute_script("return [...document.images].map(i => i.naturalWidth)")

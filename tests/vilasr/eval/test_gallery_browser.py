@@ -5,7 +5,8 @@ test's tmp folder, printed by the test). The `browser` fixture is in conftest.py
 
 from __future__ import annotations
 
-from eval_fixtures import image_widths, scripted_generate, write_benchmark_files
+from browser import image_widths
+from eval_fixtures import scripted_generate, write_benchmark_files
 from test_runner import BOX, BOX2, answer
 
 from vilasr.eval.benchmarks import Benchmark, load_records

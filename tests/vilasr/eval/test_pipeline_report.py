@@ -9,7 +9,8 @@ import dataclasses
 import shutil
 from pathlib import Path
 
-from eval_fixtures import image_widths, png
+from browser import image_widths
+from eval_fixtures import png
 
 from vilasr.eval.benchmarks import Benchmark
 from vilasr.eval.pipeline_report import (GRPO_LENGTH_PLOT, GRPO_PLOT, REPORT_HTML, STAGE_PLOT, SUMMARY_MD,

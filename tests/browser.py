@@ -1,5 +1,6 @@
-"""Fixtures of the eval tests: a headless Chromium (Debian's chromium + chromium-driver, which
-`make test` and .ci/run install when absent) driven with Selenium, for the HTML reports."""
+"""A real headless Chromium for the HTML pages (Debian's chromium + chromium-driver, which
+`make test` and .ci/run install when absent), driven with Selenium: the `browser` fixture
+(tests/conftest.py) and `image_widths`."""
 
 from __future__ import annotations
 
@@ -26,3 +27,11 @@ def browser():
     yield driver
     driver.quit()
 
+
+def image_widths(driver) -> list[int]:
+    """Every <img>'s naturalWidth once all have loaded or failed (0 for one that failed)."""
+    driver.execute_async_script("""
+        const done = arguments[arguments.length - 1];
+        Promise.all([...document.images].map(i => i.complete ? null : new Promise(r => {i.onload = i.onerror = r;})))
+          .then(() => done());""")
+    return driver.execute_script("return [...document.images].map(i => i.naturalWidth)")

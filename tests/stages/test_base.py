@@ -1,0 +1,43 @@
+"""The base model: `vilasr pretrain-base` trains the tiny preset on the perception questions,
+reproducibly (the same seed gives the same weight bytes, recorded in BASE.json); the package ships
+one made that way, and its record matches its weights."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from stages.base import RECORD, SHIPPED_BASE, PretrainPlan, run_pretrain, weights_sha256
+from vilasr.cli.main import main
+from vilasr.model import Qwen25VL, Qwen25VLConfig
+
+SHORT = PretrainPlan(images=3, steps=2, batch_size=2)
+
+
+def test_pretrain_base_is_reproducible_and_records_how(tmp_path, capsys):
+    out = tmp_path / "a"
+    assert main(["pretrain-base", "--out", str(out), "--seed", "5", "--images", "3", "--steps", "2",
+                 "--batch-size", "2", "--no-progress"]) == 0
+    record = json.loads((out / "model" / RECORD).read_text())
+    assert record["seed"] == 5 and record["plan"]["steps"] == 2
+    assert record["command"].startswith("vilasr pretrain-base --out")
+    assert record["sha256"] == weights_sha256(out / "model")
+    assert len(open(out / "metrics.jsonl").readlines()) == 2
+    # the same seed again, in another folder: the same bytes; another seed: other weights
+    again = run_pretrain(out=tmp_path / "b", seed=5, plan=SHORT, progress=False)
+    assert weights_sha256(again.model_dir) == record["sha256"]
+    other = run_pretrain(out=tmp_path / "c", seed=6, plan=SHORT, progress=False)
+    assert weights_sha256(other.model_dir) != record["sha256"]
+    # a rerun into a finished folder trains nothing more and keeps the bytes
+    rerun = run_pretrain(out=out, seed=5, plan=SHORT, progress=False)
+    assert rerun.run.step == 2 and weights_sha256(rerun.model_dir) == record["sha256"]
+
+
+def test_the_shipped_base_is_the_recorded_one():
+    record = json.loads((SHIPPED_BASE / RECORD).read_text())
+    assert record["sha256"] == weights_sha256(SHIPPED_BASE)
+    assert record["command"].startswith("vilasr pretrain-base") and isinstance(record["seed"], int)
+    model = Qwen25VL.from_pretrained(SHIPPED_BASE)
+    assert model.config.text == Qwen25VLConfig.preset("tiny").text
+    assert np.isfinite(np.asarray(model.embed.get_value())).all()

@@ -18,6 +18,8 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
+
 from stages.config import Precision, Schedule, TrainConfig
 from stages.sft import SftResult, run_sft
 from synth import perception
@@ -35,6 +37,7 @@ class PretrainPlan:
     steps: int = 1200
     batch_size: int = 16
     learning_rate: float = 2e-3
+    report_examples: int = 60     # held-out perception examples the record scores the model on
 
     def train_config(self, seed: int) -> TrainConfig:
         return TrainConfig(learning_rate=self.learning_rate, schedule=Schedule.COSINE.value, warmup_ratio=0.03,
@@ -51,6 +54,30 @@ def weights_sha256(model_dir: Path) -> str:
     return digest.hexdigest()
 
 
+def perception_report(model_dir, *, seed: int = 1, n: int = 60) -> dict[str, dict]:
+    """How well a model reads the perception questions of `n` examples of stream `seed` (use one
+    training did not: the shipped base trained on seed 0): per question kind, the share answered
+    exactly (every answer token the model's most likely next token, given the conversation so far)
+    and the count. One forward per example."""
+    from vilasr.model import Qwen25VL
+    from vilasr.processing import Processor
+
+    model, processor = Qwen25VL.from_pretrained(model_dir), Processor.from_pretrained(model_dir)
+    right: dict[str, list[bool]] = {}
+    for index in range(n):
+        example = perception.make_example(seed, index)
+        text = processor.apply_chat_template(example.conversation(), add_generation_prompt=False)
+        inputs = processor(text, images=example.images)
+        ids = np.asarray(inputs["input_ids"])[0]
+        predicted = np.asarray(model(**inputs)).argmax(-1)[0]
+        mask = processor.assistant_token_mask(ids)
+        # each assistant turn is one run of the mask, in question order
+        edges = np.flatnonzero(np.diff(np.concatenate([[0], mask.astype(np.int8), [0]])))
+        for qa, (start, stop) in zip(example.qa, edges.reshape(-1, 2)):
+            right.setdefault(qa.kind, []).append(bool((predicted[start - 1:stop - 1] == ids[start:stop]).all()))
+    return {kind: {"exact": float(np.mean(hits)), "questions": len(hits)} for kind, hits in sorted(right.items())}
+
+
 def run_pretrain(*, out, seed: int = 0, plan: PretrainPlan = PretrainPlan(), command: str = "",
                  progress: bool = True) -> SftResult:
     """Make the data, train, export `out/model` and write `out/model/BASE.json`. A run stopped by a
@@ -64,6 +91,7 @@ def run_pretrain(*, out, seed: int = 0, plan: PretrainPlan = PretrainPlan(), com
         return result
     record = {"command": command, "seed": seed, "plan": dataclasses.asdict(plan),
               "sha256": weights_sha256(result.model_dir), "final_loss": result.run.losses[-1] if result.run.losses
-              else None, "minutes_this_run": round((time.monotonic() - started) / 60, 1)}
+              else None, "minutes_this_run": round((time.monotonic() - started) / 60, 1),
+              "perception_heldout": perception_report(result.model_dir, seed=seed + 1, n=plan.report_examples)}
     (result.model_dir / RECORD).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
     return result

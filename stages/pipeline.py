@@ -29,7 +29,7 @@ from itertools import islice
 from pathlib import Path
 
 from drawing_ops.protocol import PromptTemplate
-from stages.base import SHIPPED_BASE
+from stages.base import RECORD, SHIPPED_BASE
 from stages.config import Precision, Schedule, TrainConfig
 from stages.reflective import NothingKept, run_reflective
 from stages.rl.config import GrpoConfig
@@ -302,11 +302,21 @@ def run_demo(out, plan: DemoPlan = DemoPlan.full(), *, base: Path = SHIPPED_BASE
                for line in islice((ln for ln in read_results(out / final.eval_dirs[name] / RESULTS)
                                    if ln.get("status") == "scored"), plan.gallery_records)]
     settings = {"notes": "; ".join(notes), "plan": dataclasses.asdict(plan), "base model": str(base),
+                "base model reads (held-out perception questions, % exact)": _base_perception(base),
                 "system prompt": DEMO_TEMPLATE.system}
     write_pipeline_report(out, stages, read_metrics(out / "rl" / "metrics.jsonl"), gallery,
                           elapsed_s=sum(timings.seconds.values()), stage_seconds=dict(timings.seconds),
                           settings=settings, quick=quick)
     return out / "report.html"
+
+
+def _base_perception(base: Path) -> str:
+    """What the base model's BASE.json says it reads, in one line ('-' when it has no record)."""
+    try:
+        scored = json.loads((Path(base) / RECORD).read_text(encoding="utf-8"))["perception_heldout"]
+        return ", ".join(f"{kind} {100 * v['exact']:.0f}" for kind, v in scored.items())
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return "-"
 
 
 def _summary(folder: Path):

@@ -17,6 +17,7 @@ import dataclasses
 import enum
 import json
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -45,19 +46,25 @@ MULTIVIEW_CONFIG = multiview.MultiviewConfig(min_objects=4, max_views=3,
 MAZE_SHARE = 0.6
 
 
+class QA(NamedTuple):
+    kind: str        # what the question tests (the perception report groups by it)
+    question: str
+    answer: str
+
+
 @dataclasses.dataclass(frozen=True)
 class Example:
     """One image (or a few views) and its question/answer pairs."""
 
     family: Family
     images: list[np.ndarray]
-    qa: list[tuple[str, str]]
+    qa: list[QA]
     facts: dict = dataclasses.field(default_factory=dict)   # what the answers were computed from
 
     def conversation(self) -> list[dict]:
         marks = "".join("<image>" for _ in self.images)
         messages = []
-        for k, (question, answer) in enumerate(self.qa):
+        for k, (_, question, answer) in enumerate(self.qa):
             messages.append({"role": "user", "content": f"{marks}{question}" if k == 0 else question})
             messages.append({"role": "assistant", "content": answer})
         return messages
@@ -81,18 +88,20 @@ def maze_example(rng: np.random.Generator, config: maze.MazeConfig = MAZE_CONFIG
     probe = cells[int(rng.integers(len(cells)))]
     open_moves = [d for d in maze.MOVES if m.can_move(probe, d)]
     pool = [
-        ("Which cell holds S?", _cell(start)),
-        ("Which cell holds G?", _cell(goal)),
-        ("Give the box of S.", templates.fmt_box(geo.cell_box(start))),
-        ("Give the box of G.", templates.fmt_box(geo.cell_box(goal))),
-        ("How many rows and columns does the maze have?", f"{n} by {n}"),
-        (f"Give the centre of {_cell(probe)}.", templates.fmt_point(geo.center(probe))),
-        (f"Give the box of {_cell(probe)}.", templates.fmt_box(geo.cell_box(probe))),
-        (f"Which moves do the walls allow from {_cell(probe)}?", ", ".join(open_moves) or "none"),
-        (f"Which cell holds the point {templates.fmt_point(geo.center(probe))}?", _cell(probe)),
+        QA("maze: cell of S/G", "Which cell holds S?", _cell(start)),
+        QA("maze: cell of S/G", "Which cell holds G?", _cell(goal)),
+        QA("maze: box of S/G", "Give the box of S.", templates.fmt_box(geo.cell_box(start))),
+        QA("maze: box of S/G", "Give the box of G.", templates.fmt_box(geo.cell_box(goal))),
+        QA("maze: grid size", "How many rows and columns does the maze have?", f"{n} by {n}"),
+        QA("maze: centre of a cell", f"Give the centre of {_cell(probe)}.", templates.fmt_point(geo.center(probe))),
+        QA("maze: box of a cell", f"Give the box of {_cell(probe)}.", templates.fmt_box(geo.cell_box(probe))),
+        QA("maze: open moves", f"Which moves do the walls allow from {_cell(probe)}?",
+           ", ".join(open_moves) or "none"),
+        QA("maze: cell of a point", f"Which cell holds the point {templates.fmt_point(geo.center(probe))}?",
+           _cell(probe)),
     ]
     for d, c in marks.items():
-        pool.append((f"Which cell holds the number {d}?", _cell(c)))
+        pool.append(QA("maze: cell of a number", f"Which cell holds the number {d}?", _cell(c)))
     return Example(Family.MAZE, [image], _choose(rng, pool), {"n": n, "start": start, "goal": goal})
 
 
@@ -101,17 +110,18 @@ def multiview_example(rng: np.random.Generator, config: multiview.MultiviewConfi
     objs, views, _ = multiview._sample_scene_and_views(rng, config, kind)
     images = [v.rendered.image for v in views]
     names = [o.name for o in objs]
-    pool = [(f"How many objects stand on the floor in image {len(images)}?", str(len(objs)))]
+    pool = [QA("views: object count", f"How many objects stand on the floor in image {len(images)}?",
+               str(len(objs)))]
     for k, view in enumerate(views, start=1):
         for i, name in enumerate(names):
             box = templates.fmt_box(multiview._padded(view.boxes[i], config))
-            pool.append((f"In image {k}, what is inside the box {box}?", name))
+            pool.append(QA("views: object in a box", f"In image {k}, what is inside the box {box}?", name))
             if names.count(name) == 1:
-                pool.append((f"In image {k}, give the box of the {name}.", box))
+                pool.append(QA("views: box of an object", f"In image {k}, give the box of the {name}.", box))
     return Example(Family.MULTIVIEW, images, _choose(rng, pool), {"names": names})
 
 
-def _choose(rng, pool: list[tuple[str, str]]) -> list[tuple[str, str]]:
+def _choose(rng, pool: list[QA]) -> list[QA]:
     order = rng.permutation(len(pool))[:QUESTIONS_PER_IMAGE]
     return [pool[k] for k in order]
 

@@ -12,17 +12,19 @@ from stages.base import RECORD, SHIPPED_BASE, PretrainPlan, run_pretrain, weight
 from vilasr.cli.main import main
 from vilasr.model import Qwen25VL, Qwen25VLConfig
 
-SHORT = PretrainPlan(images=3, steps=2, batch_size=2)
+SHORT = PretrainPlan(images=3, steps=2, batch_size=2, report_examples=2)
 
 
 def test_pretrain_base_is_reproducible_and_records_how(tmp_path, capsys):
     out = tmp_path / "a"
     assert main(["pretrain-base", "--out", str(out), "--seed", "5", "--images", "3", "--steps", "2",
-                 "--batch-size", "2", "--no-progress"]) == 0
+                 "--batch-size", "2", "--report-examples", "2", "--no-progress"]) == 0
     record = json.loads((out / "model" / RECORD).read_text())
     assert record["seed"] == 5 and record["plan"]["steps"] == 2
     assert record["command"].startswith("vilasr pretrain-base --out")
     assert record["sha256"] == weights_sha256(out / "model")
+    scored = record["perception_heldout"]
+    assert sum(k["questions"] for k in scored.values()) == 2 * 6 and all(0 <= k["exact"] <= 1 for k in scored.values())
     assert len(open(out / "metrics.jsonl").readlines()) == 2
     # the same seed again, in another folder: the same bytes; another seed: other weights
     again = run_pretrain(out=tmp_path / "b", seed=5, plan=SHORT, progress=False)
@@ -38,6 +40,7 @@ def test_the_shipped_base_is_the_recorded_one():
     record = json.loads((SHIPPED_BASE / RECORD).read_text())
     assert record["sha256"] == weights_sha256(SHIPPED_BASE)
     assert record["command"].startswith("vilasr pretrain-base") and isinstance(record["seed"], int)
+    assert record["perception_heldout"]   # what the base reads on examples it never saw
     model = Qwen25VL.from_pretrained(SHIPPED_BASE)
     assert model.config.text == Qwen25VLConfig.preset("tiny").text
     assert np.isfinite(np.asarray(model.embed.get_value())).all()

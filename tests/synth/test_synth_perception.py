@@ -34,7 +34,7 @@ def test_maze_answers_match_the_drawn_maze():
     for example in _examples(perception.Family.MAZE, 20):
         n, start, goal = example.facts["n"], example.facts["start"], example.facts["goal"]
         geo = maze.Geometry.of(maze.MazeConfig().size, n)
-        answers = dict(example.qa)
+        answers = {qa.question: qa.answer for qa in example.qa}
         for label, cell, colour in (("S", start, maze.START), ("G", goal, maze.GOAL)):
             x1, y1, x2, y2 = geo.cell_box(cell)
             patch = example.images[0][y1:y2, x1:x2].reshape(-1, 3)
@@ -48,7 +48,7 @@ def test_maze_answers_match_the_drawn_maze():
 
 def test_multiview_boxes_hold_what_the_answer_names():
     for example in _examples(perception.Family.MULTIVIEW, 8):
-        for question, answer in example.qa:
+        for _, question, answer in example.qa:
             got = re.match(r"In image (\d+), what is inside the box \[(\d+), (\d+), (\d+), (\d+)\]\?", question)
             if got:
                 assert answer in example.facts["names"]

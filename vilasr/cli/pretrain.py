@@ -33,6 +33,8 @@ def add_parser(sub) -> None:
                      help="conversations per step (default: %(default)s)")
     cmd.add_argument("--learning-rate", type=float, default=plan.learning_rate,
                      help="peak learning rate, cosine schedule (default: %(default)s)")
+    cmd.add_argument("--report-examples", type=non_negative_int, default=plan.report_examples,
+                     help="held-out perception examples the record scores the model on (default: %(default)s)")
     cmd.add_argument("--no-progress", action="store_true", help="no progress bars")
     cmd.set_defaults(func=run)
 
@@ -46,11 +48,12 @@ def run(args) -> int:
     if min(args.images, args.steps, args.batch_size) < 1:
         raise ConfigError("--images, --steps and --batch-size must be >= 1")
     plan = PretrainPlan(images=args.images, steps=args.steps, batch_size=args.batch_size,
-                        learning_rate=args.learning_rate)
+                        learning_rate=args.learning_rate, report_examples=args.report_examples)
     # every setting spelled out, so the record reproduces the run whatever the defaults become
     command = shlex.join(["vilasr", "pretrain-base", "--out", str(args.out), "--seed", str(args.seed), "--images",
                           str(plan.images), "--steps", str(plan.steps), "--batch-size", str(plan.batch_size),
-                          "--learning-rate", str(plan.learning_rate)])
+                          "--learning-rate", str(plan.learning_rate), "--report-examples",
+                          str(plan.report_examples)])
     result = run_pretrain(out=args.out, seed=args.seed, plan=plan, command=command, progress=not args.no_progress)
     if result.model_dir is None:
         signum = signal.SIGINT if result.run.stop is StopReason.INTERRUPTED else signal.SIGTERM

@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import json
+import sys
 import time
 from itertools import islice
 from pathlib import Path
@@ -71,6 +72,13 @@ class Part(str, enum.Enum):
         return self.value
 
 
+HEADINGS = {Part.DATA: "data: cold-start trajectories, prompts and the held-out benchmarks",
+            Part.COLD: "stage 1: cold start (SFT on drawing trajectories) from the base model",
+            Part.REFLECTIVE: "stage 2: reflective rejection sampling (sample, keep, fine-tune)",
+            Part.RL: "stage 3: GRPO with multi-turn drawing rollouts",
+            Part.EVAL: "evaluation on the held-out benchmarks"}
+
+
 @dataclasses.dataclass(frozen=True)
 class DemoPlan:
     """Sizes and settings of one demo run. `full()` is `vilasr demo`; `quick()` is `--quick`."""
@@ -81,7 +89,7 @@ class DemoPlan:
     rl_prompts: int = 256                # per family
     benchmark_records: int = 200         # per benchmark (held-out seeds)
     cold_steps: int = 300
-    reflective_steps: int = 60
+    reflective_epochs: float = 3.0       # over what stage 2 keeps (the recipe's 3 epochs)
     rl_steps: int = 30
     batch_size: int = 8
     prompts_per_step: int = 4
@@ -90,7 +98,7 @@ class DemoPlan:
     rl_learning_rate: float = 3e-4
     max_turn_tokens: int = 384
     max_response_tokens: int = 1536
-    eval_batch: int = 16
+    eval_batch: int = 40
     gallery_records: int = 12           # per benchmark, from the final model
     seed: int = 0
 
@@ -101,13 +109,13 @@ class DemoPlan:
     @classmethod
     def quick(cls) -> "DemoPlan":
         return cls(cold_trajectories=24, reflective_prompts=4, samples_per_prompt=2, rl_prompts=8,
-                   benchmark_records=8, cold_steps=6, reflective_steps=2, rl_steps=2, batch_size=4,
+                   benchmark_records=8, cold_steps=6, reflective_epochs=1.0, rl_steps=2, batch_size=4,
                    prompts_per_step=2, group_size=2, max_turn_tokens=96, max_response_tokens=256, eval_batch=8,
                    gallery_records=2)
 
-    def sft_config(self, steps: int) -> TrainConfig:
+    def sft_config(self, steps: int = 0, epochs: float = 3.0) -> TrainConfig:
         return TrainConfig(learning_rate=self.learning_rate, schedule=Schedule.COSINE.value, warmup_ratio=0.05,
-                           max_steps=steps, batch_size=self.batch_size, precision=Precision.FP32.value,
+                           max_steps=steps, epochs=epochs, batch_size=self.batch_size, precision=Precision.FP32.value,
                            max_seq_len=2048, max_pixels=TINY_MAX_PIXELS, seed=self.seed, save_every=100,
                            keep_checkpoints=2)
 
@@ -220,11 +228,13 @@ def evaluate(model_dir: Path, out: Path, data: dict[str, Path], plan: DemoPlan, 
 class _Timings:
     """Seconds per part, kept in timings.json so a resumed run adds to what earlier runs spent."""
 
-    def __init__(self, path: Path):
-        self.path = path
+    def __init__(self, path: Path, progress: bool):
+        self.path, self.progress = path, progress
         self.seconds = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
 
     def timed(self, part: Part, fn, *args, **kwargs):
+        if self.progress:
+            print(f"[demo] {HEADINGS[part]}", file=sys.stderr, flush=True)
         start = time.monotonic()
         try:
             return fn(*args, **kwargs)
@@ -262,7 +272,7 @@ def run_demo(out, plan: DemoPlan = DemoPlan.full(), *, base: Path = SHIPPED_BASE
     stopped by a signal (its checkpoint is saved; rerun to resume)."""
     out = Path(out)
     check_out(out, plan)
-    timings = _Timings(out / TIMINGS)
+    timings = _Timings(out / TIMINGS, progress)
     data = timings.timed(Part.DATA, make_data, out, plan, progress)
 
     cold = timings.timed(Part.COLD, run_sft, data=data["cold"], out=out / "cold", model_dir=base,
@@ -274,7 +284,7 @@ def run_demo(out, plan: DemoPlan = DemoPlan.full(), *, base: Path = SHIPPED_BASE
         sampled, reflective = timings.timed(
             Part.REFLECTIVE, run_reflective, prompts=data["reflective"], out=out / "reflective",
             model_dir=cold.model_dir, k=plan.samples_per_prompt, rollout_config=plan.rl_rollouts(),
-            config=plan.sft_config(plan.reflective_steps), devices=1, progress=progress)
+            config=plan.sft_config(epochs=plan.reflective_epochs), devices=1, progress=progress)
         if _stopped(reflective):
             return None
         reflective_model = reflective.model_dir

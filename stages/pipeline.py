@@ -83,18 +83,18 @@ HEADINGS = {Part.DATA: "data: cold-start trajectories, prompts and the held-out 
 class DemoPlan:
     """Sizes and settings of one demo run. `full()` is `vilasr demo`; `quick()` is `--quick`."""
 
-    cold_trajectories: int = 800         # per family; a fifth of them reflective (a redrawn mistake)
-    reflective_prompts: int = 48         # per family
+    cold_trajectories: int = 400         # per family; a fifth of them reflective (a redrawn mistake)
+    reflective_prompts: int = 32         # per family
     samples_per_prompt: int = 4
-    rl_prompts: int = 256                # per family
+    rl_prompts: int = 128                # per family
     benchmark_records: int = 200         # per benchmark (held-out seeds)
-    cold_steps: int = 300
+    cold_steps: int = 100
     reflective_epochs: float = 3.0       # over what stage 2 keeps (the recipe's 3 epochs)
-    rl_steps: int = 30
+    rl_steps: int = 20
     batch_size: int = 8
     prompts_per_step: int = 4
-    group_size: int = 8
-    learning_rate: float = 1e-3
+    group_size: int = 4
+    learning_rate: float = 2e-3
     rl_learning_rate: float = 3e-4
     max_turn_tokens: int = 384
     max_response_tokens: int = 1536

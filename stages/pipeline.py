@@ -108,8 +108,8 @@ class DemoPlan:
 
     @classmethod
     def quick(cls) -> "DemoPlan":
-        return cls(cold_trajectories=24, reflective_prompts=4, samples_per_prompt=2, rl_prompts=8,
-                   benchmark_records=8, cold_steps=6, reflective_epochs=1.0, rl_steps=2, batch_size=4,
+        return cls(cold_trajectories=8, reflective_prompts=4, samples_per_prompt=2, rl_prompts=4,
+                   benchmark_records=8, cold_steps=3, reflective_epochs=1.0, rl_steps=1, batch_size=4,
                    prompts_per_step=2, group_size=2, max_turn_tokens=96, max_response_tokens=256, eval_batch=8,
                    gallery_records=2)
 

@@ -26,11 +26,9 @@ def test_pretrain_base_is_reproducible_and_records_how(tmp_path, capsys):
     scored = record["perception_heldout"]
     assert sum(k["questions"] for k in scored.values()) == 2 * 6 and all(0 <= k["exact"] <= 1 for k in scored.values())
     assert len(open(out / "metrics.jsonl").readlines()) == 2
-    # the same seed again, in another folder: the same bytes; another seed: other weights
+    # the same seed again, in another folder: the same bytes
     again = run_pretrain(out=tmp_path / "b", seed=5, plan=SHORT, progress=False)
     assert weights_sha256(again.model_dir) == record["sha256"]
-    other = run_pretrain(out=tmp_path / "c", seed=6, plan=SHORT, progress=False)
-    assert weights_sha256(other.model_dir) != record["sha256"]
     # a rerun into a finished folder trains nothing more and keeps the bytes
     rerun = run_pretrain(out=out, seed=5, plan=SHORT, progress=False)
     assert rerun.run.step == 2 and weights_sha256(rerun.model_dir) == record["sha256"]

@@ -88,10 +88,10 @@ class DemoPlan:
     samples_per_prompt: int = 4
     rl_prompts: int = 128                # per family
     benchmark_records: int = 200         # per benchmark (held-out seeds)
-    cold_steps: int = 100
+    cold_steps: int = 250
     reflective_epochs: float = 3.0       # over what stage 2 keeps (the recipe's 3 epochs)
-    rl_steps: int = 20
-    batch_size: int = 8
+    rl_steps: int = 12
+    batch_size: int = 4
     prompts_per_step: int = 4
     group_size: int = 4
     learning_rate: float = 2e-3

@@ -33,7 +33,7 @@ browser:
 	else echo "make: chromium/chromium-driver missing; install them (apt-get install chromium chromium-driver) to run the gallery test"; fi
 
 test: $(TESTING) browser
-	$(PY) -m pytest tests
+	$(PY) -m pytest tests --durations=15
 
 bench: $(RUNTIME)
 	$(PY) benchmarks/drawing.py

@@ -21,7 +21,8 @@ def add_parser(sub) -> None:
     demo = sub.add_parser("demo", help="run the whole pipeline (data, base, 3 stages, benchmarks) and write a report",
                           description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     demo.add_argument("--out", type=Path, default=Path("out/demo"),
-                      help="output folder: new, empty, or an earlier demo run of the same settings (resumes)")
+                      help="output folder: new, empty, or an earlier demo run of the same settings (resumes; "
+                           "default: %(default)s)")
     demo.add_argument("--quick", action="store_true", help="toy sizes: every stage runs, in a few minutes")
     demo.add_argument("--base", type=Path, default=None,
                       help="start from this base model folder instead of the shipped one (e.g. OUT/model of "

@@ -25,7 +25,7 @@ def add_parser(sub) -> None:
     cmd = sub.add_parser("pretrain-base", help="train the small base model the demo starts from (resumes from --out)",
                          description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     cmd.add_argument("--out", type=Path, required=True, help="run folder: data, checkpoints, metrics, OUT/model")
-    cmd.add_argument("--seed", type=non_negative_int, default=0, help="seed of the weights, data and order")
+    cmd.add_argument("--seed", type=non_negative_int, default=0, help="seed of the weights, data and order (default: %(default)s)")
     cmd.add_argument("--images", type=non_negative_int, default=plan.images,
                      help="perception images to make (each carries several questions; default: %(default)s)")
     cmd.add_argument("--steps", type=non_negative_int, default=plan.steps, help="optimizer steps (default: %(default)s)")

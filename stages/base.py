@@ -84,9 +84,9 @@ def run_pretrain(*, out, seed: int = 0, plan: PretrainPlan = PretrainPlan(), com
     signal returns with `model_dir` None (rerun to resume)."""
     out = Path(out)
     started = time.monotonic()
+    config = plan.train_config(seed)   # first: bad settings fail before minutes of data making
     data = perception.write_dataset(out / "data", plan.images, seed, progress=progress)
-    result = run_sft(data=data, out=out, preset="tiny", config=plan.train_config(seed), devices=1,
-                     progress=progress)
+    result = run_sft(data=data, out=out, preset="tiny", config=config, devices=1, progress=progress)
     if result.model_dir is None:
         return result
     record = {"command": command, "seed": seed, "plan": dataclasses.asdict(plan),

@@ -43,7 +43,7 @@ from synth.trajectory import ThinkStyle
 from vilasr.errors import ConfigError
 from vilasr.eval.benchmarks import Benchmark, load_records
 from vilasr.eval.pipeline_report import PipelineStage, StageResult, read_metrics, write_pipeline_report
-from vilasr.eval.report import write_reports
+from vilasr.eval.report import read_summary, write_reports
 from vilasr.eval.runner import RESULTS, model_generate, read_results, run_eval
 from vilasr.processing.processor import TINY_MAX_PIXELS
 from vilasr.rollout import RolloutConfig, SamplingConfig
@@ -55,7 +55,7 @@ DEMO_TEMPLATE = PromptTemplate(
             "its label, then give Action: Answer with <answer>letter</answer>."),
     closing="")
 BENCHMARKS = ("synth-maze", "synth-multiview")
-FAMILY_OF = {name: BUILTIN[name].family for name in BENCHMARKS}
+TASKS = [BUILTIN[name] for name in BENCHMARKS]   # training data is made with each benchmark's own task config
 PLAN_FILE, TIMINGS = "DEMO.json", "timings.json"
 
 
@@ -145,11 +145,11 @@ class DemoPlan:
 
 # -- data -----------------------------------------------------------------------------------------------
 
-def _samples(family: str, n: int, seed: int, split: str, trajectory=lambda index: "none"):
-    """`n` training samples of `family` with the benchmark's task config, worded by the demo's template."""
-    config = next(b.config for b in BUILTIN.values() if b.family == family)
+def _samples(task, n: int, seed: int, split: str, trajectory=lambda index: "none"):
+    """`n` training samples of a built-in benchmark's family and task config (training seeds, `split`),
+    worded by the demo's template."""
     for index in range(n):
-        yield make_sample(family, seed, index, config=config, trajectory=trajectory(index), split=split,
+        yield make_sample(task.family, seed, index, config=task.config, trajectory=trajectory(index), split=split,
                           template=DEMO_TEMPLATE, think=ThinkStyle.BRIEF)
 
 
@@ -168,8 +168,7 @@ def make_data(out: Path, plan: DemoPlan, progress: bool) -> dict[str, Path]:
     and the two held-out benchmarks."""
     from tqdm import tqdm
 
-    families = sorted(set(FAMILY_OF.values()))
-    bar = tqdm(total=len(families) * (plan.cold_trajectories + plan.reflective_prompts + plan.rl_prompts)
+    bar = tqdm(total=len(TASKS) * (plan.cold_trajectories + plan.reflective_prompts + plan.rl_prompts)
                + len(BENCHMARKS) * plan.benchmark_records, desc="demo data", unit="sample", disable=not progress)
 
     def counted(samples):
@@ -179,12 +178,12 @@ def make_data(out: Path, plan: DemoPlan, progress: bool) -> dict[str, Path]:
 
     def trajectories(folder):
         kind = lambda index: "reflective" if index % 5 == 0 else "cold"   # noqa: E731
-        chained = (s for f in families for s in _samples(f, plan.cold_trajectories, plan.seed, "demo-cold", kind))
+        chained = (s for t in TASKS for s in _samples(t, plan.cold_trajectories, plan.seed, "demo-cold", kind))
         return synth_io.export_sharegpt(counted(chained), folder, template=DEMO_TEMPLATE)
 
     def prompts(split: str, n: int):
         def write(folder):
-            chained = (s for f in families for s in _samples(f, n, plan.seed, split))
+            chained = (s for t in TASKS for s in _samples(t, n, plan.seed, split))
             return synth_io.export_benchmark(counted(chained), folder, name="prompts")
         return write
 
@@ -304,7 +303,7 @@ def run_demo(out, plan: DemoPlan = DemoPlan.full(), *, base: Path = SHIPPED_BASE
     stages = []
     for stage, model_dir in models.items():
         folders = timings.timed(Part.EVAL, evaluate, model_dir, out / "eval" / str(stage), data, plan, progress)
-        summaries = {name: _summary(folder) for name, folder in folders.items()}
+        summaries = {name: read_summary(folder) for name, folder in folders.items()}
         stages.append(StageResult(stage, summaries, {n: f.relative_to(out) for n, f in folders.items()}))
 
     final = stages[-1]
@@ -328,8 +327,3 @@ def _base_perception(base: Path) -> str:
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return "-"
 
-
-def _summary(folder: Path):
-    from vilasr.eval.report import read_summary
-
-    return read_summary(folder)

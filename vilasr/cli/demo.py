@@ -35,12 +35,10 @@ def run(args) -> int:
     from stages.base import SHIPPED_BASE
     from stages.pipeline import DemoPlan, run_demo
     from vilasr.cli.interrupts import Stopped
-    from vilasr.cli.outputs import check_writable
+    from vilasr.cli.outputs import check_output_folder
     from vilasr.errors import InputError
 
-    if args.out.exists() and not args.out.is_dir():
-        raise InputError(f"--out {args.out} is a file; give a folder (it is created if missing)")
-    check_writable(args.out, "--out")
+    check_output_folder(args.out)
     base = args.base or SHIPPED_BASE
     if not (base / "model.safetensors").is_file():
         raise InputError(f"--base {base} holds no model.safetensors; give the model folder `vilasr pretrain-base` "

@@ -79,6 +79,16 @@ def _umask() -> int:
     return mask
 
 
+def check_output_folder(folder: Path, flag: str = "--out") -> Path:
+    """`folder` if it is a folder (or can be created) that we can write in; InputError otherwise.
+    For commands that keep their own record of what the folder holds (demo, pretrain-base)."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"{flag} {folder} is a file; give a folder (it is created if missing)")
+    check_writable(folder, flag)
+    return folder
+
+
 def check_run_folder(folder: Path, flag: str = "--out") -> Path:
     """`folder` if a command may fill it (new, empty, or one a vilasr command filled); InputError
     otherwise. Changes nothing."""

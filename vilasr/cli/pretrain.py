@@ -42,11 +42,13 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     from stages.base import RECORD, PretrainPlan, run_pretrain
     from stages.trainer import StopReason
+    from vilasr.cli.outputs import check_output_folder
     from vilasr.cli.interrupts import Stopped
     from vilasr.errors import ConfigError
 
     if min(args.images, args.steps, args.batch_size) < 1:
         raise ConfigError("--images, --steps and --batch-size must be >= 1")
+    check_output_folder(args.out)
     plan = PretrainPlan(images=args.images, steps=args.steps, batch_size=args.batch_size,
                         learning_rate=args.learning_rate, report_examples=args.report_examples)
     # every setting spelled out, so the record reproduces the run whatever the defaults become

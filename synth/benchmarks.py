@@ -78,15 +78,8 @@ def write_builtin(name: str, out_dir, n: int = DEFAULT_COUNT, *, backend: str = 
 
     out_dir = Path(out_dir)
     wanted = {"benchmark": name, "n": n, "seed": bench.seed, "split": HELDOUT_SPLIT}
-    manifest = out_dir / MANIFEST
-    if manifest.is_file():
-        try:
-            if json.loads(manifest.read_text(encoding="utf-8")) == wanted:
-                return out_dir / "test.json"
-        except ValueError:
-            pass
-        raise SynthError(f"{out_dir} holds another built-in benchmark (see {manifest}); remove it or choose "
-                         "another folder")
+    if io.already_written(out_dir, MANIFEST, wanted, "built-in benchmark"):
+        return out_dir / "test.json"
     path = io.export_benchmark(bench.samples(n, backend=backend), out_dir, name="test")
-    manifest.write_text(json.dumps(wanted, indent=1) + "\n", encoding="utf-8")
+    (out_dir / MANIFEST).write_text(json.dumps(wanted, indent=1) + "\n", encoding="utf-8")
     return path

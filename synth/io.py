@@ -164,6 +164,23 @@ def export_benchmark(samples: Iterable[Sample], out_dir, name: str = "test", ima
 
 # -- TFDS ArrayRecord datasets, read through Grain (no TensorFlow needed) ---------------------------
 
+def already_written(out_dir, manifest: str, wanted: dict, what: str) -> bool:
+    """True when `out_dir` holds a finished `what` made as `wanted` says (its manifest file, written
+    last, equals `wanted`); False when it holds none; SynthError when it holds another one (or a
+    manifest that cannot be read), so nothing there is overwritten."""
+    from synth.errors import SynthError
+
+    path = Path(out_dir) / manifest
+    if not path.is_file():
+        return False
+    try:
+        if json.loads(path.read_text(encoding="utf-8")) == wanted:
+            return True
+    except ValueError:
+        pass
+    raise SynthError(f"{out_dir} holds another {what} (see {path}); remove it or choose another folder")
+
+
 def read_manifest(out_dir) -> dict:
     path = Path(out_dir) / MANIFEST
     if not path.is_file():

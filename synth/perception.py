@@ -23,7 +23,7 @@ import numpy as np
 
 from synth import maze, multiview, templates
 from synth.errors import SynthError
-from synth.io import png_bytes
+from synth.io import already_written, png_bytes
 from synth.rng import sample_rng
 
 QUESTIONS_PER_IMAGE = 6
@@ -139,12 +139,8 @@ def write_dataset(out_dir, n: int, seed: int = 0, *, progress: bool = True) -> P
         raise SynthError(f"a perception dataset needs at least 1 example, got {n}")
     out_dir = Path(out_dir)
     wanted = {"dataset": "perception", "n": n, "seed": seed, "questions_per_image": QUESTIONS_PER_IMAGE}
-    manifest = out_dir / MANIFEST
-    if manifest.is_file():
-        if json.loads(manifest.read_text(encoding="utf-8")) == wanted:
-            return out_dir / "train.json"
-        raise SynthError(f"{out_dir} holds another perception dataset (see {manifest}); remove it or choose "
-                         "another folder")
+    if already_written(out_dir, MANIFEST, wanted, "perception dataset"):
+        return out_dir / "train.json"
     (out_dir / "images").mkdir(parents=True, exist_ok=True)
     records = []
     indices = range(n)
@@ -161,5 +157,5 @@ def write_dataset(out_dir, n: int, seed: int = 0, *, progress: bool = True) -> P
             paths.append(rel)
         records.append({"conversations": example.conversation(), "images": paths})
     (out_dir / "train.json").write_text(json.dumps(records), encoding="utf-8")
-    manifest.write_text(json.dumps(wanted, indent=1) + "\n", encoding="utf-8")
+    (out_dir / MANIFEST).write_text(json.dumps(wanted, indent=1) + "\n", encoding="utf-8")
     return out_dir / "train.json"

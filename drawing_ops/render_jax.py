@@ -288,6 +288,16 @@ def bucket(n: int, floor: int = 1) -> int:
     return max(int(floor), 1 << max(0, int(n) - 1).bit_length())
 
 
+def chunk_bucket(length: int) -> int:
+    """A length rounded up for padding: a power of two up to 64, then a multiple of an
+    eighth of the next power of two (at most ~25% padding, four widths per octave)."""
+    width = bucket(length)
+    if width <= 64:
+        return width
+    step = width // 8
+    return -(-length // step) * step
+
+
 def pack_bucketed(per_image: Sequence[tuple[Sequence[Box], Sequence[Line]]], *,
                   image_hw: tuple[int, int]) -> PackedPrimitives:
     """``pack_primitives`` with every maximum taken from the data and rounded up to a power of two

@@ -12,9 +12,13 @@ Each record becomes an `Example` (`encode_example`): the chat-template text toke
 images resized to the run's pixel budget. A bad record (unreadable image, placeholder count that
 does not match, nothing to learn) is skipped and counted with its reason, never fatal.
 
-Batches (`collate`) are padded to power-of-two lengths (at least 64 tokens) and power-of-two
-image-token counts, so a run compiles once per (length bucket, image-token bucket): a handful of
-programs for data whose sequences span a few octaves.
+Batches (`batches`) group examples of similar length: each window of `LENGTH_WINDOW` micro-batches
+is sorted by length and cut into micro-batches (as transformers' group_by_length does), so one
+long conversation no longer pads seven short ones. These batches are padded to a fine length
+bucket (`chunk_bucket`: at most ~25 % padding, four widths per octave, at least 64 tokens), and
+image tokens to a power-of-two count, so a run compiles once per (length bucket, image-token
+bucket): a few programs per octave its sequences span. (GRPO's rollout batches, of mixed lengths,
+take power-of-two lengths: fewer programs.)
 """
 
 from __future__ import annotations
@@ -25,16 +29,18 @@ import json
 from pathlib import Path
 from typing import Any, Sequence
 
+import grain
 import numpy as np
 
 from drawing_ops.protocol import IMAGE_PLACEHOLDER
-from drawing_ops.render_jax import bucket
+from drawing_ops.render_jax import bucket, chunk_bucket
 from synth import io as synth_io
 from vilasr.errors import ConfigError
 from vilasr.processing.image import resize_rgb, to_rgb_array
 from vilasr.processing.processor import expand_placeholders
 
 MIN_LENGTH_BUCKET = 64
+LENGTH_WINDOW = 8   # micro-batches whose examples are grouped by length
 VISION_START, VISION_END = "<|vision_start|>", "<|vision_end|>"
 
 
@@ -172,9 +178,11 @@ def _truncate(ids, mask, images, max_len: int, processor):
 
 
 # ----------------------------------------------------------------------------- batches
-def collate(examples: Sequence[Example], pad_id: int, rows: int) -> Batch:
-    """Right-pad `examples` into a batch of `rows` rows (missing rows are all padding)."""
-    width = bucket(max(len(e.input_ids) for e in examples), MIN_LENGTH_BUCKET)
+def collate(examples: Sequence[Example], pad_id: int, rows: int, *, fine: bool = False) -> Batch:
+    """Right-pad `examples` into a batch of `rows` rows (missing rows are all padding), to a
+    power-of-two length, or with `fine` (batches of similar lengths) to a `chunk_bucket` length."""
+    longest = max(len(e.input_ids) for e in examples)
+    width = max((chunk_bucket if fine else bucket)(longest), MIN_LENGTH_BUCKET)
     ids = np.full((rows, width), pad_id, np.int32)
     attn = np.zeros((rows, width), bool)
     loss = np.zeros((rows, width), bool)
@@ -199,14 +207,14 @@ class SkipLog:
 
 
 def batches(records: Sequence[Record], processor, *, micro_batch: int, max_seq_len: int, seed: int,
-            epochs: int, skipped: SkipLog):
+            epochs: int, skipped: SkipLog, host: int = 0, hosts: int = 1):
     """A checkpointable Grain iterator of `Batch`es: `epochs` passes over the records, each in its
-    own shuffled order, encoded, bad ones skipped (and counted in `skipped`), grouped
-    `micro_batch` at a time."""
-    import grain
-
-    pad_id = processor.tokenizer.pad_id
-
+    own shuffled order, encoded, bad ones skipped (and counted in `skipped`), grouped by length
+    (`LengthGrouped`) `micro_batch` at a time. On several hosts, host `host` of `hosts` reads and
+    encodes every `hosts`-th record of that order only, `micro_batch / hosts` at a time."""
+    if micro_batch % hosts:
+        raise ConfigError(f"a micro-batch of {micro_batch} sequences does not split over {hosts} hosts; "
+                          f"use a multiple of {hosts}")
     def encode(record):
         try:
             return encode_example(record, processor, max_seq_len)
@@ -217,6 +225,26 @@ def batches(records: Sequence[Record], processor, *, micro_batch: int, max_seq_l
     # a new permutation each pass (as epoch-wise trainers do), fixed by the seed
     order = np.concatenate([np.random.default_rng([seed, epoch]).permutation(len(records))
                             for epoch in range(epochs)])
-    ds = grain.MapDataset.source(order).map(lambda i: encode(records[int(i)]))
-    return iter(ds.to_iter_dataset().filter(lambda e: e is not None)
-                .batch(micro_batch, drop_remainder=True, batch_fn=lambda ex: collate(ex, pad_id, micro_batch)))
+    ds = grain.MapDataset.source(order[host::hosts]).map(lambda i: encode(records[int(i)]))
+    rows = micro_batch // hosts
+    windows = (ds.to_iter_dataset().filter(lambda e: e is not None)
+               .batch(rows * LENGTH_WINDOW, drop_remainder=False, batch_fn=list))
+    grouped = LengthGrouped(rows, processor.tokenizer.pad_id)
+    return iter(grain.experimental.FlatMapIterDataset(windows, grouped))
+
+
+class LengthGrouped(grain.experimental.FlatMapTransform):
+    """A window of examples -> its full micro-batches, each of examples of similar length, from
+    the shortest to the longest (equal lengths keep the window's order)."""
+
+    max_fan_out = LENGTH_WINDOW
+
+    def __init__(self, micro_batch: int, pad_id: int):
+        self.micro_batch, self.pad_id = micro_batch, pad_id
+
+    def flat_map(self, window: list[Example]) -> list[Batch]:
+        lengths = [len(e.input_ids) for e in window]
+        by_length = sorted(range(len(window)), key=lengths.__getitem__)
+        m = self.micro_batch
+        groups = [by_length[k:k + m] for k in range(0, len(window) - m + 1, m)]   # a short tail is dropped
+        return [collate([window[i] for i in g], self.pad_id, m, fine=True) for g in groups]

@@ -14,6 +14,7 @@ import dataclasses
 import math
 from pathlib import Path
 
+import jax
 import jax.numpy as jnp
 from flax import nnx
 
@@ -75,7 +76,8 @@ def run_sft(*, data, out, preset: str | None = None, model_dir: Path | None = No
 
     def make_batches():
         return batches(records, processor, micro_batch=config.micro_size, max_seq_len=config.max_seq_len,
-                       seed=config.seed, epochs=passes, skipped=skipped)
+                       seed=config.seed, epochs=passes, skipped=skipped, host=jax.process_index(),
+                       hosts=jax.process_count())
 
     result = trainer.run(make_batches, skipped)
     exported = export_model(model, processor, Path(out)) if result.stop is StopReason.FINISHED else None

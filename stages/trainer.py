@@ -36,13 +36,12 @@ from flax import nnx
 from stages.config import Precision, Schedule, TrainConfig
 from stages.data import Batch, SkipLog
 from stages.losses import next_token_loss_sum
-from tpu import logical
+from tpu import distributed, logical
 from tpu import mesh as tpu_mesh
 from tpu import rules as tpu_rules
 from tpu import sharding as tpu_sharding
 from vilasr.errors import CheckpointError, ConfigError
-from drawing_ops.render_jax import bucket
-from vilasr.rollout.sampler import chunk_bucket
+from drawing_ops.render_jax import bucket, chunk_bucket
 from vilasr.model import prepare_inputs, vision_plan
 from vilasr.rollout.vision import DeviceVision
 
@@ -287,7 +286,7 @@ class Trainer:
         losses: list[float] = []
         old_handlers = self._catch_signals()
         bar = tqdm(total=self.total_steps, initial=self.step, desc=self.desc, unit="step",
-                   disable=not self.progress, file=sys.stderr)
+                   disable=not self.progress or jax.process_index() != 0, file=sys.stderr)
         try:
             while self.step < self.total_steps and self._stop is None:
                 started = time.perf_counter()
@@ -325,7 +324,7 @@ class Trainer:
         started = time.perf_counter()
         grads, total, count = None, 0.0, 0.0
         for _ in range(self.config.accumulation_steps):
-            arrays = self.arrays(next(batches))
+            arrays = self.arrays(next(batches), local=True)   # on several hosts, each reads its own rows
             t, c, g = _grad_step(self.model, self.wrt, *arrays)
             grads = g if grads is None else jax.tree.map(jnp.add, grads, g)
             total, count = total + t, count + c
@@ -335,27 +334,36 @@ class Trainer:
         return {"loss": float(total) / max(count, 1.0), "grad_norm": float(grad_norm), "tokens": tokens,
                 "tokens_per_s": tokens / (time.perf_counter() - started)}
 
-    def arrays(self, batch: Batch) -> tuple:
+    def arrays(self, batch: Batch, *, local: bool = False) -> tuple:
         """The device inputs of a micro-batch: ids, masks, M-RoPE positions and the images (as
-        features from the frozen tower, padded to a power-of-two count; or as pixels)."""
+        features from the frozen tower, padded to a power-of-two count; or as pixels).
+
+        `local`: on several hosts, `batch` holds this host's rows only (every host as many); the
+        hosts agree on the length, exchange images (the tower sees them all, in row order) and
+        assemble the rows into arrays over the whole mesh."""
         cfg = self.model.config
+        local = local and jax.process_count() > 1
+        if local:
+            batch = _pad_length(batch, distributed.agree_max(batch.input_ids.shape[1]), self.processor.tokenizer.pad_id)
         grids = np.array([self.vision.grid(*im.shape[:2]) for im in batch.images], np.int32).reshape(-1, 3)
         positions = prepare_inputs(cfg, batch.input_ids, batch.attention_mask,
                                    grids if len(grids) else None)["positions"]
-        if not self.config.freeze_vision and batch.images:
-            pixels = self.processor.image_processor(list(batch.images))["pixel_values"]
-            pixels, padded_grids = pad_patches(pixels, grids)
+        every_image = distributed.gather_images(batch.images) if local else batch.images
+        if not self.config.freeze_vision and every_image:
+            every_grid = np.array([self.vision.grid(*im.shape[:2]) for im in every_image], np.int32).reshape(-1, 3)
+            pixels = self.processor.image_processor(list(every_image))["pixel_values"]
+            pixels, padded_grids = pad_patches(pixels, every_grid)
             images = {"pixels": pixels, "plan": vision_plan(padded_grids, cfg.vision)}
         else:
             self.vision.parts = nnx.split(self.model)   # current weights (and no stale copies kept alive)
-            feats = self.vision.encode(batch.images) if batch.images else []
+            feats = self.vision.encode(every_image) if every_image else []
             n_tokens = sum(int(f.shape[0]) for f in feats)
             embeds = jnp.zeros((bucket(n_tokens, 16), cfg.text.hidden_size), self.model.dtype)
             if feats:
                 embeds = embeds.at[:n_tokens].set(jax.lax.stop_gradient(jnp.concatenate(feats)).astype(embeds.dtype))
             images = {"embeds": embeds}
         arrays = (batch.input_ids, batch.attention_mask, batch.loss_mask, positions, images)
-        return _place_batch(arrays, self.mesh)
+        return _place_batch(arrays, self.mesh, local=local)
 
     def evaluate(self, batch: Batch) -> float:
         """Mean next-token loss of one batch under the current weights (no update)."""
@@ -387,10 +395,14 @@ class Trainer:
 
 # ----------------------------------------------------------------------------- helpers
 class _Metrics:
-    """metrics.jsonl (one line per logged step) and TensorBoard scalars under tensorboard/."""
+    """metrics.jsonl (one line per logged step) and TensorBoard scalars under tensorboard/, written
+    by the first host only (the others compute the same numbers)."""
 
     def __init__(self, out: Path, resume_step: int):
         self.path = out / "metrics.jsonl"
+        self.file = self.tb = None
+        if jax.process_index() != 0:
+            return
         if self.path.exists():   # drop lines of steps a resumed run will redo
             kept = [line for line in self.path.read_text(encoding="utf-8").splitlines()
                     if line.strip() and json.loads(line)["step"] <= resume_step]
@@ -404,6 +416,8 @@ class _Metrics:
             self.tb = None
 
     def write(self, record: dict) -> None:
+        if self.file is None:
+            return
         self.file.write(json.dumps(record) + "\n")
         self.file.flush()
         if self.tb is not None:
@@ -412,7 +426,8 @@ class _Metrics:
                     self.tb.add_scalar(f"train/{key}", value, record["step"])
 
     def close(self) -> None:
-        self.file.close()
+        if self.file is not None:
+            self.file.close()
         if self.tb is not None:
             self.tb.close()
 
@@ -460,14 +475,34 @@ def place_rows(arrays: tuple, mesh) -> tuple:
                  for a in arrays)
 
 
-def _place_batch(arrays, mesh):
+def _place_batch(arrays, mesh, *, local: bool = False):
+    """The batch on the mesh: rows split over data x fsdp, images whole on every device. `local`:
+    the rows are this host's share (several hosts), assembled into arrays over the whole mesh."""
     if mesh is None:
         return arrays
 
     def put(x, names):
-        return jax.device_put(x, logical.named_sharding(mesh, names, tpu_rules.TRAIN, np.shape(x)))
+        shape = list(np.shape(x))
+        if local:   # the global shape decides the sharding: every host holds as many rows
+            shape[names.index("batch")] *= jax.process_count()
+        sharding = logical.named_sharding(mesh, names, tpu_rules.TRAIN, shape)
+        return distributed.global_array(x, sharding) if local else jax.device_put(x, sharding)
 
     ids, attn, loss, positions, images = arrays
     rows = ("batch", "length")
     return (put(ids, rows), put(attn, rows), put(loss, rows), put(positions, (None, *rows)),
-            jax.tree.map(lambda x: put(x, (None,) * np.ndim(x)), images))
+            jax.tree.map(lambda x: jax.device_put(x, logical.named_sharding(mesh, (None,) * np.ndim(x),
+                                                                             tpu_rules.TRAIN, np.shape(x))), images))
+
+
+def _pad_length(batch: Batch, width: int, pad_id: int) -> Batch:
+    """`batch` right-padded to `width` tokens."""
+    extra = width - batch.input_ids.shape[1]
+    if extra == 0:
+        return batch
+
+    def pad(a, value):
+        return np.pad(a, ((0, 0), (0, extra)), constant_values=value)
+
+    return dataclasses.replace(batch, input_ids=pad(batch.input_ids, pad_id),
+                               attention_mask=pad(batch.attention_mask, False), loss_mask=pad(batch.loss_mask, False))

@@ -2,6 +2,9 @@
 
 * Several host CPU devices (set before JAX starts), so mesh tests shard for real; JAX runs on the
   CPU even when libtpu is installed (tests/tpu/test_plan.py compiles for TPU topologies with it).
+* One persistent XLA compilation cache for the session (a fresh temporary folder, inherited by
+  the command-line runs the tests start): the many tiny models compile the same programs, and a
+  CLI subprocess then loads them instead of compiling again.
 * One shared way to build a tiny random transformers Qwen2.5-VL: the trusted reference every
   parity test compares with (`hf_reference` fixture).
 """
@@ -14,6 +17,16 @@ HOST_DEVICES = 8
 if "--xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
                                f" --xla_force_host_platform_device_count={HOST_DEVICES}").strip()
+
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    import atexit
+    import shutil
+    import tempfile
+
+    _cache = tempfile.mkdtemp(prefix="vilasr-test-xla-")
+    atexit.register(shutil.rmtree, _cache, ignore_errors=True)
+    os.environ.update(JAX_COMPILATION_CACHE_DIR=_cache, JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+                      JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
 
 from tpu.topology import quiet_host_defaults
 

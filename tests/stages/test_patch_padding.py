@@ -9,7 +9,7 @@ from flax import nnx
 from stages.trainer import pad_patches
 from vilasr.model import Qwen25VL, Qwen25VLConfig, vision_plan
 from vilasr.processing import Processor
-from vilasr.rollout.sampler import chunk_bucket
+from drawing_ops.render_jax import chunk_bucket
 
 
 def test_blank_frames_leave_the_real_features_unchanged():

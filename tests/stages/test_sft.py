@@ -4,6 +4,7 @@ errors a user meets before anything compiles."""
 
 from __future__ import annotations
 
+import collections
 import json
 import os
 import shutil
@@ -20,7 +21,7 @@ import pytest
 from drawing_ops import Box, ImageInfo
 from drawing_ops.protocol import PromptTemplate, format_answer_turn, format_tool_turn
 from stages.config import TrainConfig
-from stages.data import Record, encode_example
+from stages.data import LENGTH_WINDOW, Record, SkipLog, batches, encode_example
 from stages.losses import next_token_loss_sum
 from stages.sft import load_model, run_sft
 from stages.trainer import check_host_memory
@@ -87,6 +88,45 @@ def test_loss_mask_covers_each_assistant_turn_and_its_end_token_only(data):
     assert not ex.loss_mask[np.minimum(ends + 1, len(ex.loss_mask) - 1)].any()   # the newline after it is out
     assert not ex.loss_mask[ex.input_ids == tok.image_pad_id].any()           # image tokens are out
     assert (ex.input_ids == tok.image_pad_id).sum() == 2 * processor.num_image_tokens(56, 56)
+
+
+def test_batches_group_similar_lengths_and_hold_every_record():
+    """Two passes over 70 records whose lengths span an octave and more: every record comes twice,
+    each micro-batch holds rows of similar length (padding a fraction of what a shuffled batch
+    pads), in an order fixed by the seed; two hosts read disjoint halves."""
+    processor = Processor.tiny()
+    words = np.random.default_rng(0).integers(20, 400, size=70)
+    records = [Record([{"role": "user", "content": f"record {i}"}, {"role": "assistant", "content": "ok " * int(n)}])
+               for i, n in enumerate(words)]
+    micro = 4
+    assert LENGTH_WINDOW * micro < 70   # several windows, and one across the two passes
+
+    def run(seed):
+        return list(batches(records, processor, micro_batch=micro, max_seq_len=4096, seed=seed, epochs=2,
+                            skipped=SkipLog()))
+
+    got = run(seed=1)
+    assert all(b.num_rows == micro for b in got)
+    rows = collections.Counter(tuple(r[a].tolist()) for b in got for r, a in zip(b.input_ids, b.attention_mask))
+    encoded = [encode_example(r, processor, 4096).input_ids for r in records]
+    assert rows == collections.Counter({tuple(e.tolist()): 2 for e in encoded})
+    real = 2 * sum(map(len, encoded))
+    padded = sum(b.input_ids.size for b in got)
+    shuffled = np.random.default_rng(2).permutation([len(e) for e in encoded] * 2).reshape(-1, micro)
+    assert padded / real < 1.3 < shuffled.max(1).sum() * micro / shuffled.sum()
+    assert [b.input_ids.tolist() for b in run(seed=1)] == [b.input_ids.tolist() for b in got]
+    assert [b.input_ids.tolist() for b in run(seed=2)] != [b.input_ids.tolist() for b in got]
+
+    # two hosts, one pass: each reads half the micro-batch, from its own records; together, all
+    # but each host's short tail
+    halves = [list(batches(records, processor, micro_batch=micro, max_seq_len=4096, seed=1, epochs=1,
+                           skipped=SkipLog(), host=h, hosts=2)) for h in range(2)]
+    assert all(b.num_rows == micro // 2 for half in halves for b in half)
+    read = [{tuple(r[a].tolist()) for b in half for r, a in zip(b.input_ids, b.attention_mask)} for half in halves]
+    assert not read[0] & read[1] and len(read[0] | read[1]) == 68 and read[0] | read[1] <= set(rows)
+    with pytest.raises(ConfigError, match="does not split over 3 hosts"):
+        batches(records, processor, micro_batch=micro, max_seq_len=4096, seed=1, epochs=1, skipped=SkipLog(),
+                host=0, hosts=3)
 
 
 def test_masked_loss_equals_numpy_cross_entropy():

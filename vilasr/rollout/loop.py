@@ -33,7 +33,8 @@ from vilasr.processing.image import resize_rgb, to_rgb_array
 from vilasr.processing.processor import expand_placeholders
 from vilasr.processing.tokenizer import IM_END, IM_START
 from vilasr.rollout.config import RolloutConfig
-from vilasr.rollout.sampler import GROWTH, chunk_bucket, decode, grow_cache, prefill
+from drawing_ops.render_jax import chunk_bucket
+from vilasr.rollout.sampler import GROWTH, decode, grow_cache, prefill
 from vilasr.rollout.trajectory import RolloutTask, Segment, Trajectory
 from vilasr.rollout.vision import DeviceVision
 from vilasr.uses import REFERENCE_IMAGE_TOKENS, ImageTokens

@@ -31,6 +31,7 @@ import numpy as np
 from flax import nnx
 
 from drawing_ops.render_jax import bucket as power_of_two
+from drawing_ops.render_jax import chunk_bucket
 from vilasr.model import CACHE_BLOCK, KVCache, keep_layers_apart
 from vilasr.rollout.config import SamplingConfig
 
@@ -41,16 +42,6 @@ GROWTH = 512  # spare slots added whenever a cache must grow (each new size comp
 def bucket(length: int, minimum: int = MIN_BUCKET) -> int:
     """The padded length for a chunk: the next power of two, at least `minimum`."""
     return power_of_two(length, minimum)
-
-
-def chunk_bucket(length: int) -> int:
-    """The padded width of a chunk: a power of two up to 64 (at least 16), then a multiple of an
-    eighth of the next power of two (at most ~25% padding, four widths per octave)."""
-    width = bucket(length)
-    if width <= 64:
-        return width
-    step = width // 8
-    return -(-length // step) * step
 
 
 def grow_cache(cache: KVCache, max_len: int) -> KVCache:

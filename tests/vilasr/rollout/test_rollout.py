@@ -19,10 +19,10 @@ from vilasr.rollout import RolloutConfig, RolloutTask, SamplingConfig, rollout
 from vilasr.errors import ConfigError
 from vilasr.rollout.loop import _feedback_cost, _feedback_text, _image_infos, _input_processor, _prompt_text, _tokens
 from vilasr.uses import ImageTokens, Use
+from drawing_ops.render_jax import chunk_bucket
 from vilasr.rollout.sampler import (
     ban_tokens,
     choose_tokens,
-    chunk_bucket,
     decode,
     filter_logits,
     first_argmax,

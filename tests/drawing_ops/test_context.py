@@ -1,8 +1,6 @@
 """VisualContext: every rule of docs/method.md §2, and byte equality with an independent replica of the
 reference pipeline (dict-of-lists merge + PIL drawing)."""
 
-import json
-
 import numpy as np
 import pytest
 from PIL import Image, ImageColor, ImageDraw

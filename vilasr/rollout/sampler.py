@@ -31,7 +31,6 @@ import numpy as np
 from flax import nnx
 
 from drawing_ops.render_jax import bucket as power_of_two
-from drawing_ops.render_jax import chunk_bucket
 from vilasr.model import CACHE_BLOCK, KVCache, keep_layers_apart
 from vilasr.rollout.config import SamplingConfig
 

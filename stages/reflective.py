@@ -105,7 +105,7 @@ def write_report(summary: dict, path: Path, done: Path | None = None) -> None:
 
 def run_reflective(*, prompts, out, preset: str | None = None, model_dir=None, k: int = 8,
                    rollout_config: RolloutConfig | None = None, config: TrainConfig | None = None, devices: int = 0,
-                   progress: bool = True, model=None, processor=None):
+                   progress: bool = True, model=None, processor=None, checkpoints: str | None = None):
     """Sample from the stage-1 model (`model_dir`, a preset, or `model`), keep, write, and fine-tune
     from the same weights. Returns (the sampling summary, the SFT result).
 
@@ -139,4 +139,4 @@ def run_reflective(*, prompts, out, preset: str | None = None, model_dir=None, k
         write_report(summary, out / "report.md", done=done)
     # the same weights go on training: stage 2 fine-tunes the stage-1 model, not the base model
     return summary, run_sft(data=out / "data" / "train.json", out=out / "sft", config=config, devices=devices,
-                            progress=progress, model=model, processor=processor)
+                            progress=progress, model=model, processor=processor, checkpoints=checkpoints)

@@ -63,14 +63,16 @@ def total_steps(config: TrainConfig, num_records: int) -> int:
 
 def run_sft(*, data, out, preset: str | None = None, model_dir: Path | None = None,
             config: TrainConfig = TrainConfig.for_stage(Stage.COLD_START), devices: int = 0,
-            progress: bool = True, model=None, processor=None) -> SftResult:
-    """Train on the conversations in `data` (a sharegpt file or a synth dataset folder)."""
+            progress: bool = True, model=None, processor=None, checkpoints: str | None = None) -> SftResult:
+    """Train on the conversations in `data` (a sharegpt file or a synth dataset folder);
+    `checkpoints`: where Orbax keeps them, if not in `out` (a folder or a gs:// URL)."""
     records = open_source(data)   # first: a missing or unreadable dataset fails before any model work
     Path(out).mkdir(parents=True, exist_ok=True)   # and so does an output folder we cannot write
     if model is None:
         model, processor = load_model(preset=preset, model_dir=model_dir, config=config)
     steps = total_steps(config, len(records))
-    trainer = Trainer(model, processor, config, out, total_steps=steps, devices=devices, progress=progress)
+    trainer = Trainer(model, processor, config, out, total_steps=steps, devices=devices, progress=progress,
+                      checkpoints=checkpoints)
     passes = math.ceil(steps * config.batch_size / len(records)) + 1   # room for skipped records
     skipped = SkipLog()
 

@@ -199,9 +199,11 @@ class Trainer:
     desc = "train"
 
     def __init__(self, model, processor, config: TrainConfig, out_dir, *, total_steps: int,
-                 devices: int | jax.sharding.Mesh = 0, progress: bool = True, updates_per_step: int = 1):
+                 devices: int | jax.sharding.Mesh = 0, progress: bool = True, updates_per_step: int = 1,
+                 checkpoints: str | None = None):
         self.model, self.processor, self.config = model, processor, config
         self.out = Path(out_dir)
+        self.checkpoints = checkpoint_location(self.out, checkpoints)
         self.total_steps = total_steps
         self.updates_per_step = updates_per_step   # optimizer updates per step (GRPO: several per rollout batch)
         self.wrt = trainable(config.freeze_vision)
@@ -228,7 +230,7 @@ class Trainer:
 
         options = ocp.CheckpointManagerOptions(max_to_keep=self.config.keep_checkpoints,
                                                enable_async_checkpointing=True)
-        return ocp.CheckpointManager((self.out / "checkpoints").absolute(), options=options)
+        return ocp.CheckpointManager(self.checkpoints, options=options)
 
     def save(self, manager, data_state) -> None:
         import orbax.checkpoint as ocp
@@ -250,7 +252,7 @@ class Trainer:
                     optimizer=ocp.args.StandardRestore(_abstract(nnx.state(self.optimizer))),
                     meta=ocp.args.JsonRestore()))
             except Exception as exc:  # noqa: BLE001 -- any unreadable step: report it and fall back
-                print(f"warning: checkpoint step {step} in {self.out / 'checkpoints'} cannot be read "
+                print(f"warning: checkpoint step {step} in {self.checkpoints} cannot be read "
                       f"({type(exc).__name__}: {str(exc)[:200]}); trying the previous one", file=sys.stderr)
                 continue
             changed = sorted(k for k, v in self.settings().items()
@@ -263,7 +265,7 @@ class Trainer:
             self.step = int(restored.meta["step"])
             return restored.meta
         if manager.all_steps():
-            raise CheckpointError(f"no checkpoint in {self.out / 'checkpoints'} can be read; move the folder "
+            raise CheckpointError(f"no checkpoint in {self.checkpoints} can be read; move the folder "
                                   "away to start over")
         return None
 
@@ -439,6 +441,19 @@ def _abstract(state):
 
 def _jsonable(value):
     return json.loads(json.dumps(value, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
+
+
+def checkpoint_location(out: Path, checkpoints: str | None = None):
+    """Where Orbax keeps a run's checkpoints: `out/checkpoints`, or `checkpoints` (a folder, or a
+    URL such as gs://bucket/run that Orbax writes to directly: on several hosts every host writes
+    its own shards there, and a preempted slice's successor finds them)."""
+    from etils import epath
+
+    if checkpoints is None:
+        return epath.Path(out.absolute() / "checkpoints")
+    if "://" in str(checkpoints):
+        return epath.Path(str(checkpoints))   # not through pathlib, which would fold gs:// into gs:/
+    return epath.Path(Path(checkpoints).absolute())
 
 
 def _data_mesh(devices, micro_batch: int):

@@ -247,9 +247,10 @@ def usable_prompts(prompts: Sequence[Prompt], processor, config: RolloutConfig, 
 def run_grpo(*, prompts, out, preset: str | None = None, model_dir: Path | None = None,
              config: TrainConfig | None = None, grpo: GrpoConfig | None = None,
              rollout_config: RolloutConfig | None = None, devices: int = 0, progress: bool = True,
-             model=None, processor=None) -> SftResult:
+             model=None, processor=None, checkpoints: str | None = None) -> SftResult:
     """GRPO from the model in `model_dir` (or a preset, or `model`) on the prompts in `prompts`
-    (an RL prompt file, a benchmark-form file or a synth folder). Output as `run_sft`'s."""
+    (an RL prompt file, a benchmark-form file or a synth folder). Output and `checkpoints` as
+    `run_sft`'s."""
     config = config or TrainConfig.for_stage(Stage.RL)
     grpo = grpo or GrpoConfig()
     skipped = SkipLog()
@@ -264,7 +265,7 @@ def run_grpo(*, prompts, out, preset: str | None = None, model_dir: Path | None 
         raise ConfigError(f"no prompt of {prompts} fits in max_prompt_tokens={grpo.max_prompt_tokens}")
     steps = config.max_steps or max(1, math.ceil(config.epochs * len(pool) / grpo.prompts_per_step))
     trainer = GrpoTrainer(model, processor, config, grpo, rollout_config, out, total_steps=steps, devices=devices,
-                          progress=progress)
+                          progress=progress, checkpoints=checkpoints)
     result = trainer.run(lambda: PromptStream(pool, grpo.prompts_per_step, config.seed), skipped)
     exported = export_model(model, processor, Path(out)) if result.stop is StopReason.FINISHED else None
     return SftResult(result, exported)

@@ -24,7 +24,7 @@ from stages.config import TrainConfig
 from stages.data import LENGTH_WINDOW, Record, SkipLog, batches, encode_example
 from stages.losses import next_token_loss_sum
 from stages.sft import load_model, run_sft
-from stages.trainer import check_host_memory
+from stages.trainer import check_host_memory, checkpoint_location
 from vilasr import CheckpointError, ConfigError
 from vilasr.model import Qwen25VL, Qwen25VLConfig
 from vilasr.processing import Processor
@@ -180,13 +180,14 @@ def straight(data, tmp_path_factory):
     return out, run_sft(data=data, out=out, preset="tiny", devices=1, progress=False, config=small(max_steps=6))
 
 
-def _start_and_stop_at(run: Path, data: Path, step: int, sig) -> int:
-    """Start the CLI run into `run`, send `sig` once checkpoint `step` exists; the exit status."""
+def _start_and_stop_at(run: Path, checkpoints: Path, data: Path, step: int, sig) -> int:
+    """Start the CLI run into `run` (checkpoints kept in `checkpoints`), send `sig` once checkpoint
+    `step` exists; the exit status."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen(_cli("--data", str(data), "--out", str(run), *FLAGS), cwd=REPO, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(_cli("--data", str(data), "--out", str(run), "--checkpoints", str(checkpoints), *FLAGS),
+                            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 240
-    while not (run / "checkpoints" / str(step)).exists() and proc.poll() is None and time.time() < deadline:
+    while not (checkpoints / str(step)).exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
     proc.send_signal(sig)
     return proc.wait()
@@ -194,17 +195,18 @@ def _start_and_stop_at(run: Path, data: Path, step: int, sig) -> int:
 
 def test_interrupted_and_killed_runs_resume_exactly(data, straight, tmp_path, hf_reference):
     _, reference = straight
-    run = tmp_path / "run"
+    run, checkpoints = tmp_path / "run", tmp_path / "elsewhere"   # --checkpoints: kept outside the run folder
     # Ctrl-C: the step in flight finishes, a checkpoint is written, exit 130
-    assert _start_and_stop_at(run, data, 2, signal.SIGINT) == 130
-    assert max(int(p.name) for p in (run / "checkpoints").iterdir() if p.name.isdigit()) >= 2
+    assert _start_and_stop_at(run, checkpoints, data, 2, signal.SIGINT) == 130
+    assert max(int(p.name) for p in checkpoints.iterdir() if p.name.isdigit()) >= 2
     # SIGKILL: nothing is saved on the way out; the last finished checkpoint survives
-    _start_and_stop_at(run, data, 4, signal.SIGKILL)
+    _start_and_stop_at(run, checkpoints, data, 4, signal.SIGKILL)
     assert not (run / "model").exists(), "the run finished before it could be killed"
-    done = subprocess.run(_cli("--data", str(data), "--out", str(run), *FLAGS), cwd=REPO,
-                          env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(_cli("--data", str(data), "--out", str(run), "--checkpoints", str(checkpoints), *FLAGS),
+                          cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True,
+                          timeout=300)
     assert done.returncode == 0, done.stderr
-    assert "resuming" in done.stderr
+    assert "resuming" in done.stderr and not (run / "checkpoints").exists()
     assert _losses(run) == reference.run.losses       # bit for bit
 
     # the exported folder loads in transformers and gives our logits
@@ -216,6 +218,12 @@ def test_interrupted_and_killed_runs_resume_exactly(data, straight, tmp_path, hf
     with torch.no_grad():
         want = theirs(input_ids=torch.tensor(ids)).logits.numpy()
     assert np.abs(np.asarray(ours(ids)) - want).max() < 1e-4
+
+
+def test_checkpoints_go_to_out_a_folder_or_a_url_unchanged(tmp_path):
+    assert str(checkpoint_location(tmp_path / "run")) == str(tmp_path / "run" / "checkpoints")
+    assert str(checkpoint_location(Path("run"), "ck")) == str(Path.cwd() / "ck")
+    assert str(checkpoint_location(tmp_path, "gs://bucket/runs/cold")) == "gs://bucket/runs/cold"   # not gs:/
 
 
 def test_a_truncated_checkpoint_is_reported_and_the_previous_one_used(data, straight, tmp_path, capsys):

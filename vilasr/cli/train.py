@@ -51,6 +51,10 @@ def add_parser(sub) -> None:
                             "folder; reflective and rl: the prompts (RL JSON lines, a benchmark-form file or a synth "
                             "folder)")
     train.add_argument("--out", type=Path, required=True, help="run folder: checkpoints, metrics, exported model")
+    train.add_argument("--checkpoints", metavar="FOLDER_OR_URL",
+                       help="where Orbax keeps the checkpoints (default OUT/checkpoints): another folder, or a "
+                            "Cloud Storage URL (gs://bucket/path) written directly, so a preempted slice resumes "
+                            "from it (needs the tpu extra's gcsfs and the VM's credentials)")
     train.add_argument("--config", type=Path, help="JSON file of training settings (field names as the flags)")
     train.add_argument("--devices", type=int, default=0,
                        help="devices to train on: weights, gradients, optimizer state and rows sharded over them "
@@ -124,7 +128,7 @@ def run(args) -> int:
         raise VilasrError(f"--preset {args.preset} has no built-in tokenizer or weights; pass --model DIR with a "
                           f"downloaded Qwen2.5-VL-{args.preset.upper()} folder")
     common = dict(out=args.out, preset=args.preset, model_dir=args.model, config=config, devices=args.devices,
-                  progress=not args.no_progress)
+                  progress=not args.no_progress, checkpoints=args.checkpoints)
     stage = Stage(args.stage)
     if stage is Stage.COLD_START:
         from stages.sft import run_sft

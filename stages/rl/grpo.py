@@ -168,13 +168,14 @@ class GrpoTrainer(Trainer):
     desc = "grpo"
 
     def __init__(self, model, processor, config: TrainConfig, grpo: GrpoConfig, rollout_config: RolloutConfig,
-                 out_dir, *, total_steps: int, devices: int = 0, progress: bool = True):
+                 out_dir, *, total_steps: int, devices: int = 0, progress: bool = True,
+                 checkpoints: str | None = None):
         if grpo.rows % config.batch_size:
             raise ConfigError(f"a rollout batch of {grpo.prompts_per_step} prompts x {grpo.group_size} = {grpo.rows} "
                               f"rows does not split into updates of batch_size {config.batch_size}; make batch_size "
                               f"divide {grpo.rows}")
         super().__init__(model, processor, config, out_dir, total_steps=total_steps, devices=devices,
-                         progress=progress, updates_per_step=grpo.rows // config.batch_size)
+                         progress=progress, updates_per_step=grpo.rows // config.batch_size, checkpoints=checkpoints)
         self.grpo, self.rollout_config, self.loss = grpo, rollout_config, grpo.loss_config
         sampling = rollout_config.sampling
         self.temperature = 1.0 if sampling.is_greedy else float(sampling.temperature)

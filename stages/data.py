@@ -35,6 +35,7 @@ import numpy as np
 from drawing_ops.protocol import IMAGE_PLACEHOLDER
 from drawing_ops.render_jax import bucket, chunk_bucket
 from synth import io as synth_io
+from tpu.distributed import host_rows
 from vilasr.errors import ConfigError
 from vilasr.processing.image import resize_rgb, to_rgb_array
 from vilasr.processing.processor import expand_placeholders
@@ -225,7 +226,7 @@ def batches(records: Sequence[Record], processor, *, micro_batch: int, max_seq_l
     # a new permutation each pass (as epoch-wise trainers do), fixed by the seed
     order = np.concatenate([np.random.default_rng([seed, epoch]).permutation(len(records))
                             for epoch in range(epochs)])
-    ds = grain.MapDataset.source(order[host::hosts]).map(lambda i: encode(records[int(i)]))
+    ds = host_rows(grain.MapDataset.source(order), host, hosts).map(lambda i: encode(records[int(i)]))
     rows = micro_batch // hosts
     windows = (ds.to_iter_dataset().filter(lambda e: e is not None)
                .batch(rows * LENGTH_WINDOW, drop_remainder=False, batch_fn=list))

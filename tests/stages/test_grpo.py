@@ -168,7 +168,7 @@ def test_a_killed_grpo_run_resumes_exactly(cold_start, prompts, learned, tmp_pat
     template = tmp_path / "template.json"
     template.write_text(json.dumps({"system": TEMPLATE.system, "closing": ""}))
     settings = [f"--{k.replace('_', '-')}={v}" for k, v in RL_SETTINGS.items()]
-    flags = ["--model", str(cold_start.model_dir), "--data", str(prompts), "--prompt-template", str(template), "--max-steps", "3",
+    flags = ["--model", str(cold_start.model_dir), "--data", str(prompts), "--prompt-template", str(template), "--max-steps", "2",
              *settings, "--prompts-per-step", "2", "--group-size", "8", "--max-turns", "2", "--max-turn-tokens", "64",
              "--max-response-tokens", "none"]
     run = tmp_path / "run"
@@ -184,5 +184,5 @@ def test_a_killed_grpo_run_resumes_exactly(cold_start, prompts, learned, tmp_pat
     resumed = _run_cli("rl", *flags, "--out", str(run))
     assert resumed.returncode == 0 and "resuming" in resumed.stderr, resumed.stderr[-2000:]
     keys = ("reward", "accuracy", "format", "loss", "grad_norm", "response_len", "clip_frac")
-    assert [[m[k] for k in keys] for m in _metrics(run)] == [[m[k] for k in keys] for m in learned[0][:3]]
+    assert [[m[k] for k in keys] for m in _metrics(run)] == [[m[k] for k in keys] for m in learned[0][:2]]
     assert (run / "model" / "config.json").exists()

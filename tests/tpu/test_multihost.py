@@ -1,5 +1,5 @@
-"""Two hosts for real: two processes of 4 CPU devices each, joined by `jax.distributed` (Gloo
-between the processes), run `vilasr train cold-start` on one 8-device mesh. Each host reads and
+"""Two hosts for real: two processes of 2 CPU devices each, joined by `jax.distributed` (Gloo
+between the processes), run `vilasr train cold-start` on one 4-device mesh. Each host reads and
 encodes only its own rows, the hosts exchange images and agree on lengths, and only the first
 host writes metrics. The losses and the exported weights equal one process training on the two
 hosts' rows side by side."""
@@ -25,7 +25,7 @@ from vilasr.cli.main import build_parser
 from vilasr.cli.train import build_config
 
 REPO = Path(__file__).resolve().parents[2]
-STEPS = 3
+STEPS = 2
 FLAGS = ["--preset", "tiny", "--max-steps", str(STEPS), "--batch-size", "8", "--save-every", "100",
          "--precision", "fp32", "--learning-rate", "0.003", "--no-progress"]
 
@@ -84,7 +84,7 @@ def test_two_hosts_reading_their_own_rows_train_like_one_process(tmp_path, monke
     hosts = [subprocess.Popen([sys.executable, "-m", "vilasr", "train", "cold-start", *FLAGS, "--data", str(data),
                                "--out", str(two)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                               env={**os.environ, "PYTHONPATH": str(REPO), "JAX_PLATFORMS": "cpu",
-                                   "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
+                                   "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
                                    "JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{port}", "JAX_NUM_PROCESSES": "2",
                                    "JAX_PROCESS_ID": str(i)})
              for i in range(2)]

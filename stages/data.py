@@ -216,6 +216,7 @@ def batches(records: Sequence[Record], processor, *, micro_batch: int, max_seq_l
     if micro_batch % hosts:
         raise ConfigError(f"a micro-batch of {micro_batch} sequences does not split over {hosts} hosts; "
                           f"use a multiple of {hosts}")
+
     def encode(record):
         try:
             return encode_example(record, processor, max_seq_len)

@@ -88,7 +88,7 @@ class DemoPlan:
     samples_per_prompt: int = 4
     rl_prompts: int = 128                # per family
     benchmark_records: int = 200         # per benchmark (held-out seeds)
-    cold_steps: int = 250
+    cold_steps: int = 400               # measured: valid tool calls from here (README, the demo)
     reflective_epochs: float = 3.0       # over what stage 2 keeps (the recipe's 3 epochs)
     rl_steps: int = 12
     batch_size: int = 4

@@ -449,11 +449,14 @@ def checkpoint_location(out: Path, checkpoints: str | None = None):
     its own shards there, and a preempted slice's successor finds them)."""
     from etils import epath
 
-    if checkpoints is None:
-        return epath.Path(out.absolute() / "checkpoints")
-    if "://" in str(checkpoints):
+    if checkpoints is not None and "://" in str(checkpoints):
         return epath.Path(str(checkpoints))   # not through pathlib, which would fold gs:// into gs:/
-    return epath.Path(Path(checkpoints).absolute())
+    folder = out.absolute() / "checkpoints" if checkpoints is None else Path(checkpoints).absolute()
+    try:   # a folder we cannot write fails here, before any step
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot keep checkpoints in {folder} ({exc.strerror}); give a writable folder") from None
+    return epath.Path(folder)
 
 
 def _data_mesh(devices, micro_batch: int):

@@ -222,8 +222,11 @@ def test_interrupted_and_killed_runs_resume_exactly(data, straight, tmp_path, hf
 
 def test_checkpoints_go_to_out_a_folder_or_a_url_unchanged(tmp_path):
     assert str(checkpoint_location(tmp_path / "run")) == str(tmp_path / "run" / "checkpoints")
-    assert str(checkpoint_location(Path("run"), "ck")) == str(Path.cwd() / "ck")
+    assert str(checkpoint_location(tmp_path, tmp_path / "ck")) == str(tmp_path / "ck")
     assert str(checkpoint_location(tmp_path, "gs://bucket/runs/cold")) == "gs://bucket/runs/cold"   # not gs:/
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ConfigError, match="cannot keep checkpoints in .*file/ck"):
+        checkpoint_location(tmp_path, tmp_path / "file" / "ck")
 
 
 def test_a_truncated_checkpoint_is_reported_and_the_previous_one_used(data, straight, tmp_path, capsys):

@@ -6,10 +6,10 @@ VMs JAX reads the coordinator, the process count and this worker's id from the T
 elsewhere give them (or set JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID).
 
 Input: each host reads and encodes only its own rows (`host_rows`: its share of a Grain
-MapDataset, here the shuffled record order), and `global_array` assembles the per-host pieces into one array sharded over
-the mesh, so no host ever holds the global batch's tokens. What every host's program needs whole
-(the images, which go through the vision tower together) is exchanged with `gather_ragged`, and
-shapes are agreed with `agree_max`.
+MapDataset, here the shuffled record order), and `global_array` assembles the per-host pieces
+into one array sharded over the mesh, so no host ever holds the global batch's tokens. What every
+host's program needs whole (the images, which go through the vision tower together) is exchanged
+with `gather_images`, and shapes are agreed with `agree_max`.
 """
 
 from __future__ import annotations

@@ -96,6 +96,10 @@ class DemoPlan:
     group_size: int = 4
     learning_rate: float = 2e-3
     rl_learning_rate: float = 3e-4
+    # Stage 2 and GRPO sample at 0.6, not the recipe's 1.0: the tiny model's tool calls break when
+    # sampled at 1.0 (after the 400-step cold start, 40 maze records: well formed 22.5 % at 1.0,
+    # 87.5 % at 0.6, 97.5 % at 0.3), which leaves stage 2 nothing to keep and GRPO no reward
+    rl_temperature: float = 0.6
     max_turn_tokens: int = 384
     max_response_tokens: int = 1536
     eval_batch: int = 40
@@ -137,7 +141,7 @@ class DemoPlan:
                              template=DEMO_TEMPLATE)
 
     def rl_rollouts(self) -> RolloutConfig:
-        return self.rollout_config(sampling=SamplingConfig(temperature=1.0))
+        return self.rollout_config(sampling=SamplingConfig(temperature=self.rl_temperature))
 
     def eval_rollouts(self) -> RolloutConfig:
         return self.rollout_config(sampling=SamplingConfig(temperature=0.75, top_p=0.9))

@@ -347,14 +347,13 @@ class Trainer:
         local = local and jax.process_count() > 1
         if local:
             batch = _pad_length(batch, distributed.agree_max(batch.input_ids.shape[1]), self.processor.tokenizer.pad_id)
-        grids = np.array([self.vision.grid(*im.shape[:2]) for im in batch.images], np.int32).reshape(-1, 3)
+        grids = self._grids(batch.images)
         positions = prepare_inputs(cfg, batch.input_ids, batch.attention_mask,
                                    grids if len(grids) else None)["positions"]
         every_image = distributed.gather_images(batch.images) if local else batch.images
         if not self.config.freeze_vision and every_image:
-            every_grid = np.array([self.vision.grid(*im.shape[:2]) for im in every_image], np.int32).reshape(-1, 3)
             pixels = self.processor.image_processor(list(every_image))["pixel_values"]
-            pixels, padded_grids = pad_patches(pixels, every_grid)
+            pixels, padded_grids = pad_patches(pixels, grids if every_image is batch.images else self._grids(every_image))
             images = {"pixels": pixels, "plan": vision_plan(padded_grids, cfg.vision)}
         else:
             self.vision.parts = nnx.split(self.model)   # current weights (and no stale copies kept alive)
@@ -366,6 +365,10 @@ class Trainer:
             images = {"embeds": embeds}
         arrays = (batch.input_ids, batch.attention_mask, batch.loss_mask, positions, images)
         return _place_batch(arrays, self.mesh, local=local)
+
+    def _grids(self, images) -> np.ndarray:
+        """(n, 3) patch grids (t, h, w) of `images`."""
+        return np.array([self.vision.grid(*im.shape[:2]) for im in images], np.int32).reshape(-1, 3)
 
     def evaluate(self, batch: Batch) -> float:
         """Mean next-token loss of one batch under the current weights (no update)."""

@@ -11,17 +11,28 @@ images are the ones of the reference's images.
 
 Questions (4 lettered options, exactly one right; start/goal pairs are chosen so that the
 shortest route is unique, which makes every answer exact also for mazes with loops):
-  route  - which move sequence ("right 2, down 1, ...") leads from S to G; the wrong options
-           each run into a wall, leave the grid or end elsewhere;
+  route  - which move sequence ("right 2, down 1, ...") goes from S to G and ends there; the wrong
+           options are the shortest routes from S to other cells (legal moves that stop short of G,
+           run on past it or go elsewhere), and only where the maze has fewer than four such cells,
+           one-edit variants of an option that run into a wall or leave the grid without reaching G;
   turns  - how many times the shortest route changes direction;
   length - how many single-cell moves the shortest route takes;
   marked - which of four numbered cells the shortest route passes through.
+
+The options alone do not give the answer away (tests/synth/test_synth_maze.py plays blind policies
+against the benchmark). The letters are shuffled. A route question draws four cells alike and makes
+a random one of them G, so the right route is not the one the others resemble most. A turns or
+length question draws four values from the answers of other (start, goal) pairs of the same maze
+and then asks about a random one of them, so neither a value's rank nor how common such an answer
+is tells which is right (mazes with too few distinct answers fall back to numbers placed around
+the answer, its rank uniform as far as the smallest possible answer allows).
 """
 
 from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
+from itertools import combinations
 
 import numpy as np
 
@@ -230,6 +241,16 @@ def parse_route(text: str) -> list[str]:
     return moves
 
 
+def _walk(maze: Maze, start: Cell, moves: list[str]) -> list[Cell]:
+    """The cells the moves visit, up to the first one that runs into a wall or off the grid."""
+    cells = [start]
+    for m in moves:
+        if not maze.can_move(cells[-1], m):
+            break
+        cells.append(maze.step(cells[-1], m))
+    return cells
+
+
 def replay(maze: Maze, start: Cell, moves: list[str]) -> Cell | None:
     """Where the moves lead, or None when one runs into a wall or off the grid."""
     cell = start
@@ -288,33 +309,100 @@ def render(maze: Maze, geo: Geometry, start: Cell, goal: Cell, marks: dict[str, 
 
 # -- sampling -------------------------------------------------------------------------------------
 
-def _pick_endpoints(maze: Maze, rng: np.random.Generator, tries: int = 30):
+Paths = dict[Cell, list[Cell]]   # goal candidates of one start -> the (unique) shortest path to each
+
+
+def _goal_candidates(maze: Maze, start: Cell) -> Paths:
+    """Cells a question may send S to, with their paths: far enough (at least max(2, n-1) moves),
+    reached by exactly one shortest route, and that route turns at least once."""
+    n = maze.n
+    dist, count = bfs(maze, start)
+    min_len = max(2, n - 1)
+    # a cell with one shortest route has one neighbour a step closer, itself with one route: grow
+    # the routes outwards from S instead of walking each one back
+    unique: Paths = {start: [start]}
+    for cell in sorted(((i, j) for i in range(n) for j in range(n) if count[i, j] == 1), key=lambda c: dist[c]):
+        if cell != start:
+            prev = next(nb for nb in maze.neighbours(cell) if dist[nb] == dist[cell] - 1)
+            unique[cell] = unique[prev] + [cell]
+    out: Paths = {}
+    for cell in ((i, j) for i in range(n) for j in range(n)):
+        if dist[cell] >= min_len and count[cell] == 1 and len(runs(path_moves(unique[cell]))) >= 2:
+            out[cell] = unique[cell]
+    return out
+
+
+def _draw_ends(maze: Maze, rng, cache: dict[Cell, Paths], tries: int = 30) -> tuple[Cell, Cell] | None:
+    """A start (a random cell with goal candidates) and a random goal among its candidates, or None.
+    `cache` keeps each start's candidates, as questions draw several pairs from one maze."""
     n = maze.n
     for _ in range(tries):
         start = (int(rng.integers(n)), int(rng.integers(n)))
-        dist, count = bfs(maze, start)
-        min_len = max(2, n - 1)
-        cand = [(i, j) for i in range(n) for j in range(n)
-                if dist[i, j] >= min_len and count[i, j] == 1]
-        cand = [c for c in cand if len(runs(path_moves(shortest_path(maze, start, c)))) >= 2]
+        if start not in cache:
+            cache[start] = _goal_candidates(maze, start)
+        cand = list(cache[start])
         if cand:
             return start, cand[int(rng.integers(len(cand)))]
     return None
 
 
-def _number_options(rng, correct: int, low: int) -> tuple[list[str], int]:
-    values = {correct}
-    offsets = [d for d in (-3, -2, -1, 1, 2, 3, 4) if correct + d >= low]
-    for d in rng.permutation(offsets):
-        if len(values) == 4:
+def _value_sets(values: dict[int, list], spread: int):
+    """The 4-sets of distinct values with max - min <= spread, each weighted by how many ways the
+    draws give it (the product of its values' counts)."""
+    sets = [w for w in combinations(sorted(values), 4) if w[-1] - w[0] <= spread]
+    return sets, [float(np.prod([len(values[v]) for v in w])) for w in sets]
+
+
+def _pooled_number(maze: Maze, rng, cache, first, value, batch: int = 12, batches: int = 4, spread: int = 6):
+    """A numeric question whose four options are the answers of (start, goal) pairs drawn from this
+    maze: ((start, goal), options, answer index), or None when the draws never give four distinct
+    values within `spread`.
+
+    The four values are fixed first and the one asked about is then a uniform pick among them, so the
+    options cannot tell which is right: not by rank, and not by which answers are common (a blind
+    reader knows routes are mostly short). Numbers placed around a given answer cannot do that where
+    the smallest possible answer cuts the placement off (_number_options)."""
+    by_value: dict[int, list] = {}   # answer -> the drawn pairs that have it
+    fresh = [first]
+    for _ in range(batches):
+        fresh += [d for d in (_draw_ends(maze, rng, cache) for _ in range(batch)) if d]
+        for start, goal in fresh:
+            by_value.setdefault(value(cache[start][goal]), []).append((start, goal))
+        fresh = []
+        sets, weights = _value_sets(by_value, spread)
+        if sets:
             break
-        values.add(correct + int(d))
-    order = [int(v) for v in rng.permutation(sorted(values))]
+    else:
+        return None
+    chosen = sets[int(rng.choice(len(sets), p=np.asarray(weights) / sum(weights)))]
+    order = [int(v) for v in rng.permutation(chosen)]
+    idx = int(rng.integers(4))
+    pairs = by_value[order[idx]]
+    return pairs[int(rng.integers(len(pairs)))], [str(v) for v in order], idx
+
+
+def _number_options(rng, correct: int, low: int, spread: int = 5) -> tuple[list[str], int]:
+    """The fallback when a maze gives too few answers (_pooled_number): four distinct values, none
+    below `low`, placed by a pattern of offsets {0 < p1 < p2 < p3 <= spread} that does not depend on
+    `correct`, with the correct value at a rank drawn uniformly from those the lower bound allows."""
+    pattern = [0] + sorted(int(v) for v in rng.choice(np.arange(1, spread + 1), 3, replace=False))
+    ranks = [r for r in range(4) if correct - pattern[r] >= low]
+    rank = ranks[int(rng.integers(len(ranks)))]
+    values = [correct - pattern[rank] + p for p in pattern]
+    order = [int(v) for v in rng.permutation(values)]
     return [str(v) for v in order], order.index(correct)
 
 
-def _route_distractors(maze: Maze, start: Cell, goal: Cell, route, rng) -> list[list[tuple[str, int]]]:
-    """Plausible wrong routes: each one, replayed, hits a wall, leaves the grid or ends off G."""
+def _turns(path: list[Cell]) -> int:
+    return len(runs(path_moves(path))) - 1
+
+
+def _length(path: list[Cell]) -> int:
+    return len(path) - 1
+
+
+def _edits(route) -> list[list[tuple[str, int]]]:
+    """One-edit variants of a route: one run's direction or count changed, the route reversed or mirrored."""
     cands = []
     for k, (d, c) in enumerate(route):
         for nd in MOVES:
@@ -326,18 +414,88 @@ def _route_distractors(maze: Maze, start: Cell, goal: Cell, route, rng) -> list[
     if len(route) >= 2:
         cands.append(route[::-1])
         cands.append([(OPPOSITE[d], c) for d, c in route])
-    wrong = []
-    seen = {route_text(route)}
-    for idx in rng.permutation(len(cands)):
-        cand = runs([m for d, c in cands[idx] for m in [d] * c])
-        text = route_text(cand)
-        if text in seen or replay(maze, start, [m for d, c in cand for m in [d] * c]) == goal:
-            continue
-        seen.add(text)
-        wrong.append(cand)
+    return cands
+
+
+def _route_ends(cand: Paths, goal: Cell, rng) -> list[Cell]:
+    """The goal and up to three other candidates of the same start, in random order. With four or more
+    candidates, a uniform 4-subset with the goal a uniform member of it (not the goal plus three picked
+    around it), so nothing in the four routes marks which one is right."""
+    cells = list(cand)
+    if len(cells) >= 4:
+        return [cells[int(k)] for k in rng.choice(len(cells), 4, replace=False)]
+    return [goal] + [c for c in (cells[int(k)] for k in rng.permutation(len(cells))) if c != goal]
+
+
+def _route_distractors(maze: Maze, start: Cell, goal: Cell, route, others, rng) -> list[list[tuple[str, int]]]:
+    """`others` (the routes to other cells) topped up to three wrong routes with one-edit variants of a
+    random option, the right one included, so the right route is not the centre the edits spread from.
+    No variant kept ever reaches G: replayed, each hits a wall, leaves the grid or ends elsewhere."""
+    wrong = list(others)
+    seen = {route_text(route)} | {route_text(w) for w in wrong}
+    for _ in range(12):
         if len(wrong) == 3:
             break
+        options = [route] + wrong
+        base = options[int(rng.integers(len(options)))]
+        cands = _edits(base)
+        for idx in rng.permutation(len(cands)):
+            cand = runs([m for d, c in cands[idx] for m in [d] * c])
+            text = route_text(cand)
+            if text in seen or goal in _walk(maze, start, [m for d, c in cand for m in [d] * c]):
+                continue
+            seen.add(text)
+            wrong.append(cand)
+            break
     return wrong
+
+
+def _marks(n: int, path: list[Cell], rng) -> dict[str, Cell]:
+    """Four numbered cells, one inside the route and three off it; {} when the grid has too few."""
+    on = path[1:-1]
+    off = [(i, j) for i in range(n) for j in range(n) if (i, j) not in path]
+    if not on or len(off) < 3:
+        return {}
+    chosen = [on[int(rng.integers(len(on)))]] + [off[k] for k in rng.choice(len(off), 3, replace=False)]
+    digits = [str(d) for d in rng.permutation([1, 2, 3, 4])]
+    return dict(sorted(zip(digits, chosen)))
+
+
+@dataclass(frozen=True)
+class _Posed:
+    """A question's ends and, for route / turns / length, its option texts and the right one's index."""
+
+    kind: str
+    start: Cell
+    goal: Cell
+    options: tuple[str, ...] = ()
+    answer: int = -1
+    marks: dict | None = None       # marked: digit -> cell
+
+
+def _pose(kind: str, maze: Maze, first: tuple[Cell, Cell], cache, rng) -> _Posed | None:
+    """Ends and options for a question of `kind` on this maze, or None when the maze cannot carry it."""
+    start, goal = first
+    if kind == "route":
+        ends = _route_ends(cache[start], goal, rng)
+        routes = [runs(path_moves(cache[start][c])) for c in ends]
+        wrong = _route_distractors(maze, start, ends[0], routes[0], routes[1:], rng)
+        if len(wrong) < 3:
+            return None
+        texts = [route_text(r) for r in [routes[0]] + wrong]
+        order = [int(k) for k in rng.permutation(4)]
+        return _Posed(kind, start, ends[0], tuple(texts[k] for k in order), order.index(0))
+    if kind in ("turns", "length"):
+        value, low = (_turns, 1) if kind == "turns" else (_length, 2)
+        pooled = _pooled_number(maze, rng, cache, first, value)
+        if pooled is not None:
+            (start, goal), options, idx = pooled
+            return _Posed(kind, start, goal, tuple(options), idx)
+        # the bounds are the least these answers can be (goals have 2+ runs, 2+ moves)
+        options, idx = _number_options(rng, value(cache[start][goal]), low)
+        return _Posed(kind, start, goal, tuple(options), idx)
+    marks = _marks(maze.n, cache[start][goal], rng)
+    return _Posed(kind, start, goal, marks=marks) if marks else None
 
 
 def _describe(cell: Cell) -> str:
@@ -356,33 +514,20 @@ def make_sample(seed: int, index: int, config: MazeConfig = MazeConfig(), trajec
     while True:
         n = int(rng.integers(config.min_n, config.max_n + 1))
         maze = carve(n, rng, config.loop_fraction)
-        ends = _pick_endpoints(maze, rng)
-        if ends is not None:
+        cache: dict[Cell, Paths] = {}
+        first = _draw_ends(maze, rng, cache)
+        if first is not None:
             break
-    start, goal = ends
+    kinds = list(config.question_kinds)
+    kind = kinds[int(rng.integers(len(kinds)))]
+    # a route or marked question the maze cannot carry becomes a length question (which always can)
+    posed = _pose(kind, maze, first, cache, rng) or _pose("length", maze, first, cache, rng)
+    kind, start, goal, marks = posed.kind, posed.start, posed.goal, posed.marks or {}
     path = shortest_path(maze, start, goal)
     moves = path_moves(path)
     route = runs(moves)
     geo = Geometry.of(config.size, n)
-
-    kinds = list(config.question_kinds)
-    kind = kinds[int(rng.integers(len(kinds)))]
-    marks: dict[str, Cell] = {}
-    if kind == "marked":
-        on = [c for c in path[1:-1]]
-        off = [(i, j) for i in range(n) for j in range(n) if (i, j) not in path]
-        if on and len(off) >= 3:
-            chosen = [on[int(rng.integers(len(on)))]] + [off[k] for k in rng.choice(len(off), 3, replace=False)]
-            digits = [str(d) for d in rng.permutation([1, 2, 3, 4])]
-            marks = dict(sorted(zip(digits, chosen)))
-        else:
-            kind = "length"
-    wrong: list = []
-    if kind == "route":
-        wrong = _route_distractors(maze, start, goal, route, rng)
-        if len(wrong) < 3:
-            kind = "length"
-    question, options, answer_idx = _question(kind, rng, route, moves, marks, path, wrong)
+    question, options, answer_idx = _question(posed, path)
 
     image = render(maze, geo, start, goal, marks)
     boxes = [Box(1, geo.cell_box(start), "start"), Box(1, geo.cell_box(goal), "goal")]
@@ -414,20 +559,18 @@ def _round_pt(p) -> tuple[int, int]:
     return round(p[0]), round(p[1])
 
 
-def _question(kind, rng, route, moves, marks, path, wrong):
+def _question(posed: _Posed, path):
+    kind, marks = posed.kind, posed.marks
     if kind == "route":
-        opts = [route_text(route)] + [route_text(w) for w in wrong]
-        order = [int(k) for k in rng.permutation(4)]
-        options = [opts[k] for k in order]
-        return (_INTRO + "Which sequence of moves leads from S to G along the shortest route?",
-                options, order.index(0))
+        # "and ends there": a wrong option may be the route to a cell beyond G, passing through it
+        return (_INTRO + "Which sequence of moves, started at S, follows the shortest route to G and ends there?",
+                list(posed.options), posed.answer)
     if kind == "turns":
-        options, idx = _number_options(rng, len(route) - 1, 0)
-        return _INTRO + "How many times does the shortest route from S to G change direction?", options, idx
+        return (_INTRO + "How many times does the shortest route from S to G change direction?",
+                list(posed.options), posed.answer)
     if kind == "length":
-        options, idx = _number_options(rng, len(moves), 1)
         return (_INTRO + "How many moves between neighbouring cells does the shortest route from S to G take?",
-                options, idx)
+                list(posed.options), posed.answer)
     digits = sorted(marks)
     on_path = next(d for d in digits if marks[d] in path)
     options = [f"cell {d}" for d in digits]

@@ -4,9 +4,17 @@ camera from 2-4 poses (software renderer in `synth.render3d`), with questions
   motion         - how the camera moved between image 1 and image 2 (multiple choice);
   vci            - the same as view-change inference, answered as "move_right:0.6,rotate_left:20"
                    (docs/method.md §4 "vci": metres and degrees, net values per axis pair);
-  correspondence - which box in image 2 holds the object boxed in image 1 (look-alike objects);
+  correspondence - which box in image 2 holds the object boxed in image 1 (objects of one shape and
+                   size in two colours; the camera circles the scene by 60-120 degrees);
   direction      - from the viewpoint of image k, is X left of / right of / in front of / behind Y;
   distance       - how far apart two objects stand on the floor, in metres (scored by MRA).
+
+The options of the multiple-choice kinds alone do not give the answer away (tests/synth/
+test_synth_multiview.py plays blind policies against the benchmark): the letters are shuffled, a
+motion question draws its answer before the scene (not all scenes fit every motion), a direction
+question its relation before the two objects, and a correspondence question's boxes are of objects
+alike but for colour seen from far apart, so the asked box's place, size and outline do not point
+to its match.
 
 Camera motion is expressed in the frame of the first camera: move_right along its horizontal
 right axis, move_forward along its horizontal heading, move_up along the world vertical,
@@ -163,11 +171,34 @@ def _scene(rng, config: MultiviewConfig, lookalikes: bool) -> list[Obj3D]:
     else:
         pool = [(c, s) for c in COLORS for s in SHAPES]
         kinds = [pool[k] for k in rng.choice(len(pool), count, replace=False)]
+    return _place(rng, kinds, lambda shape, color, x, y: _make_object(shape, color, x, y, rng))
+
+
+def _twin_scene(rng, config: MultiviewConfig) -> list[Obj3D]:
+    """The scene of a correspondence question: objects of one shape and one size in two colours (both
+    present), all placed, or [] when they do not fit. Objects that differ only in colour leave the
+    size and shape of a box no hint of which object it holds (a tall box and a flat cone would keep
+    their outlines from any side); the other colour gives a landmark."""
+    count = int(rng.integers(config.min_objects, config.max_objects + 1))
+    colors = [list(COLORS)[k] for k in rng.choice(len(COLORS), 2, replace=False)]
+    shape = SHAPES[int(rng.integers(len(SHAPES)))]
+    size_seed = int(rng.integers(2**32))   # every object draws the same size (and turn) from it
+    picks = [colors[int(rng.integers(2))] for _ in range(count)]
+    if len(set(picks)) < 2:
+        return []
+    objs = _place(rng, [(c, shape) for c in picks],
+                  lambda shape, color, x, y: _make_object(shape, color, x, y, np.random.default_rng(size_seed)))
+    return objs if len(objs) == count else []
+
+
+def _place(rng, kinds, make) -> list[Obj3D]:
+    """Objects of the given (colour, shape) kinds at random floor spots clear of each other (one that
+    finds no spot in 100 tries is left out), named "red cube", or "red cube #2" when it has twins."""
     objs: list[Obj3D] = []
     for color, shape in kinds:
         for _ in range(100):
             x, y = (float(v) for v in rng.uniform(-1.1, 1.1, size=2))
-            obj = _make_object(shape, color, x, y, rng)
+            obj = make(shape, color, x, y)
             if all(math.hypot(x - o.xy[0], y - o.xy[1]) >= obj.radius + o.radius + 0.25 for o in objs):
                 objs.append(obj)
                 break
@@ -213,6 +244,53 @@ def _random_motion(rng, kind: str) -> Motion:
     return Motion(right=right, up=up, forward=forward, yaw_right=yaw, pitch_up=pitch)
 
 
+@dataclass(frozen=True)
+class MotionClass:
+    """What a motion question asks: along which axis the camera moved, which way, and which way it turned."""
+
+    axis: str    # "right" (sideways) or "forward"
+    move: int    # +1: right / forward, -1: left / backward
+    turn: int    # +1: turned right, -1: turned left
+
+
+def _draw_motion_class(rng) -> MotionClass:
+    axis = "right" if rng.random() < 0.5 else "forward"
+    return MotionClass(axis, int(rng.choice([1, -1])), int(rng.choice([1, -1])))
+
+
+def _motion_of(rng, cls: MotionClass) -> Motion:
+    """A motion of the given class, with the amounts of _random_motion's "motion" kind."""
+    t = round(round(float(rng.uniform(0.4, 0.9)) / 0.1) * 0.1 * cls.move, 1)
+    yaw = float(round(float(rng.uniform(12, 25))) * cls.turn)
+    return Motion(right=t, yaw_right=yaw) if cls.axis == "right" else Motion(forward=t, yaw_right=yaw)
+
+
+def _orbit(rng, first: Camera, lo: float = 60.0, hi: float = 120.0) -> Motion:
+    """The camera circles the scene centre (where the first camera aims) by lo..hi degrees either way
+    and turns to keep facing it: right = d sin a, forward = d (1 - cos a), a turn of a the other way."""
+    deg = float(round(float(rng.uniform(lo, hi)))) * (1 if rng.random() < 0.5 else -1)
+    d = math.hypot(first.position[0], first.position[1])
+    a = math.radians(deg)
+    return Motion(right=round(d * math.sin(a), 1), forward=round(d * (1 - math.cos(a)), 1), yaw_right=-deg)
+
+
+def _task_draws(rng, kind: str) -> dict:
+    """How make_sample draws the scene and moves the camera for `kind`, as keyword arguments of
+    _sample_scene_and_views (none: as the perception data draws them, synth.perception).
+
+    A motion question fixes its answer first and then draws scenes until one fits, as the scenes that
+    fit the views favour some answers (moving left while turning left sweeps the scene out of the
+    picture). A correspondence question circles the scene with objects alike but for colour, as with
+    a small move every object keeps its place in the picture and with different objects its box's
+    outline: the boxes' numbers alone would give the answer away."""
+    if kind == "motion":
+        cls = _draw_motion_class(rng)
+        return {"motion": lambda r, first: _motion_of(r, cls)}
+    if kind == "correspondence":
+        return {"motion": _orbit, "scene": _twin_scene}
+    return {}
+
+
 @dataclass
 class View:
     camera: Camera
@@ -221,15 +299,16 @@ class View:
 
 
 def _view_ok(cam: Camera, objs: list[Obj3D], margin: float = 3.0) -> bool:
-    for o in objs:
-        pix, z = cam.project(o.mesh.triangles.reshape(-1, 3))
-        if (z < 0.5).any():
-            return False
-        if (pix[:, 0] < margin).any() or (pix[:, 0] > cam.width - margin).any():
-            return False
-        if (pix[:, 1] < margin).any() or (pix[:, 1] > cam.height - margin).any():
-            return False
-    return True
+    """Every vertex of every object well in front of the camera and `margin` px inside the picture
+    (all objects projected at once: scene sampling calls this many times)."""
+    points = np.concatenate([o.mesh.triangles.reshape(-1, 3) for o in objs])
+    c = cam.to_camera(points)
+    if (c[:, 2] < 0.5).any():
+        return False
+    u = cam.width / 2.0 + cam.focal * c[:, 0] / c[:, 2]
+    v = cam.height / 2.0 - cam.focal * c[:, 1] / c[:, 2]
+    return bool((u >= margin).all() and (u <= cam.width - margin).all()
+                and (v >= margin).all() and (v <= cam.height - margin).all())
 
 
 def _render_view(cam: Camera, objs: list[Obj3D]) -> View | None:
@@ -245,23 +324,29 @@ def _render_view(cam: Camera, objs: list[Obj3D]) -> View | None:
     return View(cam, rendered, boxes)
 
 
-def _sample_scene_and_views(rng, config: MultiviewConfig, kind: str):
+def _sample_scene_and_views(rng, config: MultiviewConfig, kind: str, motion=None, scene=None, tries: int = 400,
+                            cameras: int = 1):
+    """Objects and views that show every object well. `scene(rng, config)` draws the objects (default:
+    _scene, with look-alikes for a correspondence question) and `motion(rng, first_camera)` moves the
+    camera from the first view to each other one (default: _random_motion for `kind`); each of up to
+    `tries` scenes gets up to `cameras` draws of the cameras."""
     n_views = 2 if kind in ("motion", "vci", "correspondence") else int(rng.integers(2, config.max_views + 1))
-    for _ in range(400):
-        objs = _scene(rng, config, lookalikes=kind == "correspondence")
+    for _ in range(tries):
+        objs = _scene(rng, config, lookalikes=kind == "correspondence") if scene is None else scene(rng, config)
         if len(objs) < 3:
             continue
-        cams = [_first_camera(rng, config)]
-        motions = []
-        for _ in range(n_views - 1):
-            m = _random_motion(rng, kind)
-            motions.append(m)
-            cams.append(m.apply(cams[0]))
-        if not all(_view_ok(c, objs) for c in cams):
-            continue
-        views = [_render_view(c, objs) for c in cams]
-        if all(v is not None for v in views):
-            return objs, views, motions
+        for _ in range(cameras):
+            cams = [_first_camera(rng, config)]
+            motions = []
+            for _ in range(n_views - 1):
+                m = _random_motion(rng, kind) if motion is None else motion(rng, cams[0])
+                motions.append(m)
+                cams.append(m.apply(cams[0]))
+            if not all(_view_ok(c, objs) for c in cams):
+                continue
+            views = [_render_view(c, objs) for c in cams]
+            if all(v is not None for v in views):
+                return objs, views, motions
     raise RuntimeError(f"could not place a multi-view scene for {config}")
 
 
@@ -312,7 +397,7 @@ def make_sample(seed: int, index: int, config: MultiviewConfig = MultiviewConfig
     kinds = list(config.question_kinds)
     for _ in range(50):
         kind = kinds[int(rng.integers(len(kinds)))]
-        objs, views, motions = _sample_scene_and_views(rng, config, kind)
+        objs, views, motions = _sample_scene_and_views(rng, config, kind, **_task_draws(rng, kind), cameras=10)
         got = _question(kind, objs, views, motions, config, rng)
         if got is not None:
             break
@@ -367,6 +452,8 @@ def _question(kind, objs, views, motions, config, rng):
         q = intro + (f"The object inside the box {templates.fmt_box(tbox)} of image 1 also appears in image 2. "
                      "Which box of image 2 holds it?")
         opts = [templates.fmt_box(_padded(views[1].boxes[k], config)) for k in order]
+        if len(set(opts)) < len(opts):   # two objects with one box: no single right option
+            return None
         return q, opts, option_letter(order.index(target)), "multiple choice", {
             "target": target, "candidates": order, "target_box": list(tbox)}
     if kind == "direction":
@@ -377,6 +464,10 @@ def _question(kind, objs, views, motions, config, rng):
         pairs = [p for p in pairs if p[2]]
         if not pairs:
             return None
+        # the relation first, uniform among those the view shows, so that none is the likely answer
+        present = [r for r in DIRECTION_TEXT if any(p[2] == r for p in pairs)]
+        rel = present[int(rng.integers(len(present)))]
+        pairs = [p for p in pairs if p[2] == rel]
         a, b, rel = pairs[int(rng.integers(len(pairs)))]
         order = [list(DIRECTION_TEXT)[j] for j in rng.permutation(4)]
         q = intro + f"Seen from the camera of image {k + 1}, where is the {objs[a].name} relative to the {objs[b].name}?"
@@ -462,7 +553,7 @@ def plan_steps(sample: Sample, objs, views, facts, config, rng, reflective: bool
         think1 = f"{opener} The question is about image {v}. I box the {objs[a].name} and the {objs[b].name} there."
         lines = [Item(v, f"{objs[b].name} to {objs[a].name}", start=center(v, b), end=center(v, a))]
         think2 = f"Now a line from the {objs[b].name} to the {objs[a].name} in image {{src[{v}]}}."
-        (xa, ya), (xb, yb) = center(v, a), center(v, b)
+        xa, xb = center(v, a)[0], center(v, b)[0]
         base_a, base_b = views[v - 1].boxes[a][3], views[v - 1].boxes[b][3]
         rel = facts["relation"]
         if rel in ("left", "right"):

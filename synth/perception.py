@@ -1,8 +1,12 @@
-"""Perception and grounding questions for pretraining a small base model that can see: on the same
-maze and multi-view scenes the benchmarks use, short questions with exact answers -- where S and G
-are, the box of a named thing, the centre of a cell, which moves a cell's walls allow, what a box
+"""Perception and grounding questions for pretraining a small base model that can see: on maze and
+multi-view scenes drawn like the benchmarks' ones, short questions with exact answers -- where S and
+G are, the box of a named thing, the centre of a cell, which moves a cell's walls allow, what a box
 holds. Coordinates are written the way the drawing protocol wants them (absolute pixels of the
-full-size image), so a model that learns them can later place its boxes and lines.
+full-size image), so a model that learns them can later place its boxes and lines. (One exception
+to "like the benchmarks'": multi-view scenes are drawn with the defaults of
+`multiview._sample_scene_and_views`, the data the shipped base was trained on, so those drawn for a
+correspondence question keep look-alike objects and small camera moves, where the benchmark's
+correspondence questions now circle scenes of objects alike but for colour.)
 
 One image carries several questions (a multi-turn chat: every answer is supervised, the image is
 encoded once). Pure in (seed, index): `make_example(family, seed, index)`.

@@ -1,8 +1,11 @@
 """Mazes: the reference geometry, walls drawn where the maze has them, answers checked by an
-independent search, and drawn coordinates on the cell centres of docs/method.md §6."""
+independent search, drawn coordinates on the cell centres of docs/method.md §6, and benchmark
+options that a reader who never sees the maze cannot tell apart."""
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 from collections import deque
 
 import numpy as np
@@ -10,9 +13,11 @@ import pytest
 
 from drawing_ops import Box, Line, parse_tool_calls
 from synth import maze
+from synth.benchmarks import BUILTIN, HELDOUT_SPLIT
 from synth.maze import MazeConfig, make_sample
 
-from synth_helpers import cached_samples
+from synth_helpers import (cached_samples, chance_bound, edit_distance, kth_smallest, leaks, medoid,
+                           option_texts, text_policies)
 
 STEP = {"up": (-1, 0), "down": (1, 0), "left": (0, -1), "right": (0, 1)}
 
@@ -218,3 +223,68 @@ def test_reflective_maze_mistakes_are_really_wrong():
             right = next(ln for ln in sample.lines if ln.label == wrong.label)
             assert wrong.start_point_2d == right.start_point_2d
             assert wrong.end_point_2d != right.end_point_2d, "the wrong stretch ends in another cell"
+
+
+# -- the options alone do not give the answer away ------------------------------------------------
+
+BLIND_RECORDS = 1000   # records of the synth-maze benchmark: 200+ of each question kind
+
+
+@functools.lru_cache(maxsize=None)
+def benchmark_samples(n: int = BLIND_RECORDS) -> tuple:
+    """The first n synth-maze records, drawn at 48 px (the size changes only the image)."""
+    bench = BUILTIN["synth-maze"]
+    config = dataclasses.replace(bench.config, size=48)
+    return tuple(make_sample(bench.seed, i, config, split=HELDOUT_SPLIT) for i in range(n))
+
+
+def questions_of(kind: str) -> list:
+    return [(s.question, option_texts(s), "ABCD".index(s.answer)) for s in benchmark_samples()
+            if s.question_kind == kind]
+
+
+moves_of = maze.parse_route
+ROUTE_POLICIES = {
+    **text_policies(),
+    "medoid route (edit distance over moves)": medoid(lambda a, b: edit_distance(moves_of(a), moves_of(b))),
+    "most moves": lambda q, opts: max(range(4), key=lambda i: len(moves_of(opts[i]))),
+    "fewest moves": lambda q, opts: min(range(4), key=lambda i: len(moves_of(opts[i]))),
+    "most runs": lambda q, opts: max(range(4), key=lambda i: opts[i].count(",")),
+    "fewest runs": lambda q, opts: min(range(4), key=lambda i: opts[i].count(",")),
+}
+NUMBER_POLICIES = {**text_policies(), **{f"number of rank {k}": kth_smallest(k) for k in range(4)}}
+
+
+def test_blind_sample_is_the_benchmark():
+    bench = BUILTIN["synth-maze"]
+    for small, full in zip(benchmark_samples()[:3], bench.samples(3)):
+        assert (small.question, small.options, small.answer, small.meta["path"]) == \
+            (full.question, full.options, full.answer, full.meta["path"])
+
+
+@pytest.mark.parametrize("kind, policies", [("route", ROUTE_POLICIES), ("turns", NUMBER_POLICIES),
+                                            ("length", NUMBER_POLICIES), ("marked", text_policies())])
+def test_blind_policies_stay_at_chance(kind, policies):
+    questions = questions_of(kind)
+    assert len(questions) >= 200
+    assert not leaks(questions, policies), f"bound {chance_bound(len(questions)):.3f}"
+
+
+def test_benchmark_options_are_exact_and_wrong_routes_are_real_routes():
+    """One right option each. A wrong route follows the corridors to another cell, or, only where the
+    maze has too few other ends, is an edit that runs into a wall or off the grid."""
+    real = total = 0
+    for sample in benchmark_samples():
+        meta, kind, texts = sample.meta, sample.question_kind, option_texts(sample)
+        right = "ABCD".index(sample.answer)
+        assert len(set(texts)) == 4
+        if kind == "route":
+            ends = [walk(meta, maze.parse_route(text)) for text in texts]
+            assert [e == tuple(meta["goal"]) for e in ends].count(True) == 1 and ends[right] == tuple(meta["goal"])
+            real += sum(e is not None for e in ends) - 1
+            total += 3
+        elif kind in ("turns", "length"):
+            moves = meta["moves"]
+            truth = len(moves) if kind == "length" else sum(a != b for a, b in zip(moves, moves[1:]))
+            assert int(texts[right]) == truth and all(int(t) >= 0 for t in texts)
+    assert real >= 0.95 * total, "wrong routes are mostly real routes to other cells"

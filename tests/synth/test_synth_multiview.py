@@ -1,8 +1,11 @@
 """Multi-view scenes: camera motion recomputed from the stored poses with our own pinhole math,
-boxes holding each object's projected centre, direction and distance answers recomputed."""
+boxes holding each object's projected centre, direction and distance answers recomputed, and
+benchmark options that a reader who never sees the images cannot tell apart."""
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import math
 
 import numpy as np
@@ -10,8 +13,9 @@ import pytest
 
 from drawing_ops import Box, parse_tool_calls
 from synth import multiview, render3d
+from synth.benchmarks import BUILTIN, HELDOUT_SPLIT
 
-from synth_helpers import cached_samples, small_config
+from synth_helpers import cached_samples, chance_bound, leaks, option_texts, small_config, text_policies
 
 
 def axes(cam):
@@ -150,3 +154,78 @@ def test_renderer_depth_order_and_ids():
     assert out.ids[int(v), int(u)] == 1 and out.image[int(v), int(u), 0] > out.image[int(v), int(u), 2]
     assert (out.ids == 0).sum() < out.coverage[0], "the sphere is partly hidden behind the cube"
     assert (out.ids == 1).sum() == out.coverage[1], "nothing hides the cube"
+
+
+# -- the options alone do not give the answer away ------------------------------------------------
+
+@functools.lru_cache(maxsize=None)
+def benchmark_questions(kind: str, n: int) -> tuple:
+    """n questions of one kind made with the synth-multiview task config, at the smallest image size."""
+    bench = BUILTIN["synth-multiview"]
+    config = dataclasses.replace(bench.config, width=96, height=72, question_kinds=(kind,))
+    samples = (multiview.make_sample(bench.seed, i, config, split=HELDOUT_SPLIT) for i in range(n))
+    return tuple((s.question, option_texts(s), "ABCD".index(s.answer)) for s in samples)
+
+
+def box_of(text: str) -> tuple[int, ...]:
+    return tuple(int(v) for v in text.strip("[]").split(","))
+
+
+def asked_box(question: str) -> tuple[int, ...]:
+    return box_of("[" + question.split("box [", 1)[1].split("]", 1)[0] + "]")
+
+
+def closest_box(gap):
+    """The option whose box is closest to the box the question names, by `gap`."""
+    return lambda q, opts: min(range(len(opts)), key=lambda i: gap(asked_box(q), box_of(opts[i])))
+
+
+def _centre_gap(a, b) -> float:
+    return math.dist(((a[0] + a[2]) / 2, (a[1] + a[3]) / 2), ((b[0] + b[2]) / 2, (b[1] + b[3]) / 2))
+
+
+def _log_gap(a, b, size) -> float:
+    return abs(math.log(size(b) / size(a)))
+
+
+def _width(b) -> int:
+    return b[2] - b[0] + 1
+
+
+def _height(b) -> int:
+    return b[3] - b[1] + 1
+
+
+CORRESPONDENCE_POLICIES = {
+    **text_policies(),
+    "nearest box": closest_box(_centre_gap),
+    "closest box area": closest_box(lambda a, b: _log_gap(a, b, lambda x: _width(x) * _height(x))),
+    "closest box aspect": closest_box(lambda a, b: _log_gap(a, b, lambda x: _width(x) / _height(x))),
+    "closest box width and height": closest_box(lambda a, b: _log_gap(a, b, _width) + _log_gap(a, b, _height)),
+    "closest box bottom": closest_box(lambda a, b: abs(a[3] - b[3])),
+}
+
+
+def _picks(*phrases):
+    """Always the first of `phrases` the options offer (else A)."""
+    return lambda q, opts: next((opts.index(p) for p in phrases if p in opts), 0)
+
+
+# a motion question offers the four (move, turn) pairs of one axis; these answer by the pair's signs
+MOTION_POLICIES = {
+    **text_policies(),
+    **{f"moved {a}/{b} and turned {t}": _picks(f"moved {a} and turned {t}", f"moved {b} and turned {t}")
+       for a, b in (("right", "forward"), ("left", "backward")) for t in ("right", "left")},
+}
+DIRECTION_POLICIES = {**text_policies(),
+                      **{f"always {text!r}": _picks(text) for text in multiview.DIRECTION_TEXT.values()}}
+
+
+# fewer questions than for the mazes (these scenes take ~20 ms each to draw), so the bound is looser
+# (38 % for 120, 42.5 % for 80): the leaks they guard against reached 44-70 %
+@pytest.mark.parametrize("kind, n, policies", [("correspondence", 120, CORRESPONDENCE_POLICIES),
+                                               ("motion", 120, MOTION_POLICIES),
+                                               ("direction", 80, DIRECTION_POLICIES)])
+def test_blind_policies_stay_at_chance(kind, n, policies):
+    questions = benchmark_questions(kind, n)
+    assert not leaks(questions, policies), f"bound {chance_bound(n):.3f}"

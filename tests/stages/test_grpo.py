@@ -63,7 +63,8 @@ def learned(cold_start, prompts, tmp_path_factory) -> dict[int, list[dict]]:
     root = tmp_path_factory.mktemp("grpo")
     runs = {}
     for seed in SEEDS:
-        config = TrainConfig.for_stage("rl", max_steps=STEPS, seed=seed, **RL_SETTINGS)
+        # no checkpoints along the way (the resume test below makes its own): 30 Orbax saves cost ~20 s
+        config = TrainConfig.for_stage("rl", max_steps=STEPS, seed=seed, **{**RL_SETTINGS, "save_every": 1000})
         run_grpo(prompts=prompts, out=root / str(seed), model_dir=cold_start.model_dir, config=config, grpo=GRPO,
                  rollout_config=RL_ROLLOUT, devices=1, progress=False)
         runs[seed] = _metrics(root / str(seed))

@@ -47,9 +47,11 @@ def write_prompts(folder: Path, colors=("red",)) -> Path:
 # the update compiles once.
 RL_ROLLOUT = RolloutConfig.for_rl(max_pixels=None, max_turns=2, max_turn_tokens=64, max_response_tokens=None,
                                   template=TEMPLATE)
-RL_SETTINGS = {"learning_rate": 4e-4, "batch_size": 16, "save_every": 1, "precision": "fp32"}
+# 3e-4 over 12 steps: at 4e-4 over 10, one seed of three lost its tool calls in a single update (format
+# 0.56 -> 0) on this machine; at 3e-4 each seed rose by 0.20-0.27
+RL_SETTINGS = {"learning_rate": 3e-4, "batch_size": 16, "save_every": 1, "precision": "fp32"}
 GRPO = GrpoConfig(prompts_per_step=2, group_size=8)
-SEEDS, STEPS = (0, 1, 2), 10
+SEEDS, STEPS = (0, 1, 2), 12
 
 
 @pytest.fixture(scope="module")

@@ -40,6 +40,7 @@ from tpu import distributed, logical
 from tpu import mesh as tpu_mesh
 from tpu import rules as tpu_rules
 from tpu import sharding as tpu_sharding
+from vilasr.compiled import release_compiled_programs
 from vilasr.errors import CheckpointError, ConfigError
 from drawing_ops.render_jax import bucket, chunk_bucket
 from vilasr.model import prepare_inputs, vision_plan
@@ -291,6 +292,7 @@ class Trainer:
                    disable=not self.progress or jax.process_index() != 0, file=sys.stderr)
         try:
             while self.step < self.total_steps and self._stop is None:
+                release_compiled_programs()   # length buckets and rollouts compile many shapes (vilasr.compiled)
                 started = time.perf_counter()
                 try:
                     record = self.train_step(source)

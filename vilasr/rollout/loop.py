@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from drawing_ops import TurnOutcome, VisualContext, turn_outcome
 from drawing_ops.protocol import IMAGE_PLACEHOLDER, FinishReason, ImageInfo, PromptTemplate, Role
+from vilasr.compiled import release_compiled_programs
 from vilasr.errors import ConfigError
 from vilasr.model import prepare_inputs
 from vilasr.processing.image import resize_rgb, to_rgb_array
@@ -193,6 +194,7 @@ def rollout(model, processor, tasks: Sequence[RolloutTask], config: RolloutConfi
     to score a known trajectory, or to drive the loop deterministically in tests. Later turns
     are sampled.
     """
+    release_compiled_programs()   # many rollouts in one process meet many shapes (vilasr.compiled)
     parts = nnx.split(model)
     vision = DeviceVision(model, parts, processor.image_processor, config.draw_labels)
     tok = processor.tokenizer

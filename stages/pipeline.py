@@ -124,8 +124,8 @@ class DemoPlan:
                    gallery_records=2)
 
     def sft_config(self, steps: int = 0, epochs: float = 3.0, learning_rate: float | None = None) -> TrainConfig:
-        return TrainConfig(learning_rate=learning_rate or self.learning_rate, schedule=Schedule.COSINE.value,
-                           warmup_ratio=0.05,
+        return TrainConfig(learning_rate=self.learning_rate if learning_rate is None else learning_rate,
+                           schedule=Schedule.COSINE.value, warmup_ratio=0.05,
                            max_steps=steps, epochs=epochs, batch_size=self.batch_size, precision=Precision.FP32.value,
                            max_seq_len=2048, max_pixels=TINY_MAX_PIXELS, seed=self.seed, save_every=100,
                            keep_checkpoints=2)

@@ -301,12 +301,10 @@ class View:
 def _view_ok(cam: Camera, objs: list[Obj3D], margin: float = 3.0) -> bool:
     """Every vertex of every object well in front of the camera and `margin` px inside the picture
     (all objects projected at once: scene sampling calls this many times)."""
-    points = np.concatenate([o.mesh.triangles.reshape(-1, 3) for o in objs])
-    c = cam.to_camera(points)
-    if (c[:, 2] < 0.5).any():
+    pix, z = cam.project(np.concatenate([o.mesh.triangles.reshape(-1, 3) for o in objs]))
+    if (z < 0.5).any():
         return False
-    u = cam.width / 2.0 + cam.focal * c[:, 0] / c[:, 2]
-    v = cam.height / 2.0 - cam.focal * c[:, 1] / c[:, 2]
+    u, v = pix[:, 0], pix[:, 1]
     return bool((u >= margin).all() and (u <= cam.width - margin).all()
                 and (v >= margin).all() and (v <= cam.height - margin).all())
 

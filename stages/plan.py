@@ -364,8 +364,8 @@ def decode_step(cfg, config: PlanConfig, batch: int, mesh, table) -> Step:
                            KVCache.K_AXES),
                     v=spec((t.num_hidden_layers, batch, t.num_key_value_heads, slots, t.head_dim), jnp.bfloat16,
                            KVCache.V_AXES),
-                    mask=spec((batch, slots), jnp.bool_, KVCache.MASK_AXES), index=spec((), jnp.int32, ()),
-                    next_pos=spec((batch,), jnp.int32, ("batch",)))
+                    lengths=spec((batch,), jnp.int32, KVCache.ROW_AXES),
+                    next_pos=spec((batch,), jnp.int32, KVCache.ROW_AXES))
     row = lambda dtype: spec((batch,), dtype, ("batch",))
     state = sampler.DecodeState(cache=cache, logits=spec((batch, t.vocab_size), jnp.float32, ("batch", "vocab")),
                                 tokens=spec((batch, 1), jnp.int32, ("batch", None)),
@@ -382,7 +382,7 @@ def decode_step(cfg, config: PlanConfig, batch: int, mesh, table) -> Step:
 
     def step(params, state, keys, caps, stop_ids, forced, forced_len, banned):
         return sampler._decode(graphdef, sampling, int(cfg.pad_token_id or 0), params, state, keys, caps, stop_ids,
-                               forced, forced_len, banned)
+                               forced, forced_len, banned, jnp.zeros((), jnp.int32))
 
     _, matmul = _param_count(params)
     flops = batch * (2 * matmul + _attention_flops(cfg, 2 * config.seq_len))

@@ -24,15 +24,18 @@ class KVCache:
     model with its layers apart (`Qwen25VL.apart()`) reads and writes.
     """
 
-    k: jax.Array  # (layers, B, KV, head_dim, max_len): keys stored transposed
-    v: jax.Array  # (layers, B, KV, max_len, head_dim)
-    mask: jax.Array
-    index: jax.Array
-    next_pos: jax.Array
+    k: jax.Array         # (layers, B, KV, head_dim, max_len): keys stored transposed
+    v: jax.Array         # (layers, B, KV, max_len, head_dim)
+    lengths: jax.Array   # (B,) int32: slots [0, lengths[b]) of row b hold its tokens; the next write goes there
+    next_pos: jax.Array  # (B,) int32: rope position of each row's next token
 
     @property
     def max_len(self) -> int:
-        return self.mask.shape[1]
+        return self.v.shape[-2] if not isinstance(self.v, tuple) else self.v[0].shape[-2]
+
+    @property
+    def batch(self) -> int:
+        return self.lengths.shape[0]
 
     def per_layer(self) -> "KVCache":
         """k and v as tuples of per-layer (B, ...) arrays (one copy of the cache)."""
@@ -47,7 +50,7 @@ class KVCache:
     # Logical axis names of each array (for `tpu/` shardings).
     K_AXES = ("layers", "batch", "kv_heads", "kv", "cache_length")
     V_AXES = ("layers", "batch", "kv_heads", "cache_length", "kv")
-    MASK_AXES = ("batch", "cache_length")
+    ROW_AXES = ("batch",)
 
 
 def grouped_attention(q, kt, vt, mask, groups: int, dtype, causal: bool = False):

@@ -23,18 +23,21 @@ KV cache (for the sampler's `lax.while_loop`). `cache = model.init_cache(batch, 
                one array, stored transposed, so the score product q @ k^T reads them in matmul order
     v          (layers, B, kv_heads, max_len, head_dim)
                (both heads-major, so attention reads the cache without moving it each step)
-    mask       (B, max_len) bool: slot holds a real (non-padding) token
-    index      () int32: next slot to write (same for every row)
+    lengths    (B,) int32: row b's tokens fill slots [0, lengths[b]); its next token goes to lengths[b]
     next_pos   (B,) int32: rope position of the next token of each row
 
-`logits, cache = model(chunk_ids, ..., attention_mask=chunk_mask, cache=cache)` writes the chunk's
-keys/values into slots [index, index + L), attends causally by slot over all real slots, and
-advances `index += L` and `next_pos` to (largest real position in the chunk) + 1. After a prefill
-`next_pos == rope_deltas + number_of_real_tokens`, i.e. decode positions are "cache position +
-rope delta" as in transformers. For a text chunk (`image_grid_thw is None`) positions default to
+Rows are independent: each has its own length, so one row can be emptied (lengths[b] = 0,
+next_pos[b] = 0) and given a new sequence while the others go on -- what continuous batching
+needs. `logits, cache = model(chunk_ids, ..., attention_mask=chunk_mask, cache=cache)` writes each
+row's real tokens (padding on either side is skipped) into that row's next slots, in order, attends
+causally over the row's slots, and advances `lengths[b]` by the row's real tokens and `next_pos` to
+(largest real position in the chunk) + 1. After a prefill `next_pos == rope_deltas +
+number_of_real_tokens`, i.e. decode positions are "cache position + rope delta" as in
+transformers. For a text chunk (`image_grid_thw is None`) positions default to
 `next_pos + cumsum(chunk_mask) - 1`, which is jit-able: a decode step is simply
 `model(tokens[:, None], cache=cache)`. A chunk with images needs host positions:
-`prepare_inputs(..., start_positions=cache.next_pos)`. The caller keeps `index + L <= max_len`.
+`prepare_inputs(..., start_positions=cache.next_pos)`. The caller keeps every row's
+`lengths[b] + real tokens <= max_len` (a token past the end is dropped).
 
 Layers. The decoder's layers are one stacked `DecoderLayer` (every parameter has a leading
 axis of `num_hidden_layers`, logical name `layers`), run by one `lax.scan` over depth
@@ -110,34 +113,37 @@ class Attention(nnx.Module):
         self.v = Dense((e,), (kv, d), ("embed", "kv_heads", "kv"), use_bias=True, **kw)
         self.o = Dense((h, d), (e,), ("heads", "kv", "embed"), use_bias=False, **kw)
 
-    def __call__(self, x, cos, sin, mask, kv_cache=None, index=None, layer=None):
+    def __call__(self, x, cos, sin, mask, kv_cache=None, slots=None, used=None, layer=None):
         """Without a cache: causal attention over the chunk; returns (out, None). With `kv_cache`
-        = (k, v): writes the chunk into slots [index, index + L) and attends over the cache;
-        returns (out, updated (k, v)). (k, v) are this layer's own arrays, or with `layer` (traced
-        or not) the stacked arrays of all layers, of which layer `layer` is written and read."""
+        = (k, v): writes each chunk token b, j into slot `slots[b, j]` of its row (padding carries
+        an out-of-range slot and is not written), then attends over the cache's first `used`
+        slots; returns (out, updated (k, v)). (k, v) are this layer's own arrays, or with `layer`
+        (traced or not) the stacked arrays of all layers, of which layer `layer` is written and read."""
         b, l, _ = x.shape
         q = apply_rotary(self.q(x), cos[:, :, None], sin[:, :, None])
         k = apply_rotary(self.k(x), cos[:, :, None], sin[:, :, None])
         v = self.v(x)
         q = logical.constrain(q, ("batch", "length", "heads", "kv"))
-        k, v = k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3)  # (B, KV, L, D): only the new chunk moves
         if kv_cache is None:
+            k, v = k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3)  # (B, KV, L, D)
             out = grouped_attention(q, k.astype(self.dtype), v.astype(self.dtype), mask, self.groups, self.dtype,
                                     causal=True)
             return self.o(out), None
         ck, cv = kv_cache
-        k, zero = k.swapaxes(2, 3), jnp.zeros((), jnp.int32)  # keys transposed: (B, KV, D, L)
+        rows = jnp.broadcast_to(jnp.arange(b)[:, None], (b, l))
+        # one scatter per array: row b's token j goes to slot slots[b, j]; (B, L, KV, D) updates
         if layer is not None:  # stacked caches of all layers: write into this layer's slice
-            k, v, lead = k[None], v[None], (layer,)
+            new_k = ck.at[layer, rows, :, :, slots].set(k.astype(ck.dtype), mode="drop")
+            new_v = cv.at[layer, rows, :, slots, :].set(v.astype(cv.dtype), mode="drop")
         else:
-            lead = ()
-        new_k = jax.lax.dynamic_update_slice(ck, k.astype(ck.dtype), (*lead, zero, zero, zero, index))
-        new_v = jax.lax.dynamic_update_slice(cv, v.astype(cv.dtype), (*lead, zero, zero, index, zero))
-        new_k = logical.constrain(new_k, KVCache.K_AXES[1 - len(lead):])
-        new_v = logical.constrain(new_v, KVCache.V_AXES[1 - len(lead):])
+            new_k = ck.at[rows, :, :, slots].set(k.astype(ck.dtype), mode="drop")
+            new_v = cv.at[rows, :, slots, :].set(v.astype(cv.dtype), mode="drop")
+        lead = 0 if layer is not None else 1
+        new_k = logical.constrain(new_k, KVCache.K_AXES[lead:])
+        new_v = logical.constrain(new_v, KVCache.V_AXES[lead:])
         # the barrier keeps the write a separate, in-place step before the reads
         new_k, new_v = jax.lax.optimization_barrier((new_k, new_v))
-        out = cached_attention(q, new_k, new_v, mask, index + l, self.groups, self.dtype, layer)
+        out = cached_attention(q, new_k, new_v, mask, used, self.groups, self.dtype, layer)
         return self.o(out), (new_k, new_v)
 
 
@@ -150,8 +156,8 @@ class DecoderLayer(nnx.Module):
         self.mlp = GatedMLP(cfg.hidden_size, cfg.intermediate_size, ("embed", "mlp"), use_bias=False,
                             rngs=rngs, std=cfg.initializer_range, act_names=("batch", "length", "mlp"), **kw)
 
-    def __call__(self, x, cos, sin, mask, kv_cache=None, index=None, layer=None):
-        h, new_cache = self.attn(self.input_norm(x), cos, sin, mask, kv_cache, index, layer)
+    def __call__(self, x, cos, sin, mask, kv_cache=None, slots=None, used=None, layer=None):
+        h, new_cache = self.attn(self.input_norm(x), cos, sin, mask, kv_cache, slots, used, layer)
         x = x + h
         x = x + self.mlp(self.post_attn_norm(x))
         return logical.constrain(x, ("batch", "length", "embed")), new_cache
@@ -209,8 +215,7 @@ class Qwen25VL(nnx.Module):
         max_len = -(-max_len // CACHE_BLOCK) * CACHE_BLOCK
         n, kv, d = t.num_hidden_layers, t.num_key_value_heads, t.head_dim
         return KVCache(k=jnp.zeros((n, batch, kv, d, max_len), dtype), v=jnp.zeros((n, batch, kv, max_len, d), dtype),
-                       mask=jnp.zeros((batch, max_len), bool), index=jnp.zeros((), jnp.int32),
-                       next_pos=jnp.zeros((batch,), jnp.int32))
+                       lengths=jnp.zeros((batch,), jnp.int32), next_pos=jnp.zeros((batch,), jnp.int32))
 
     # -- pieces -----------------------------------------------------------------------------
     def embed_tokens(self, input_ids: jax.Array) -> jax.Array:
@@ -305,10 +310,14 @@ class Qwen25VL(nnx.Module):
             x = run_layers(self.layers, lambda layer, x, _: layer(x, cos, sin, mask)[0], x, remat=cfg.remat)
             new_cache = None
         else:
-            index = cache.index
-            slot_mask = jax.lax.dynamic_update_slice(cache.mask, mask, (0, index))
-            q_slot = index + jnp.arange(l)
-            attn_mask = slot_mask[:, None, :] & (jnp.arange(cache.max_len)[None, None, :] <= q_slot[None, :, None])
+            # each row's real tokens go to the slots after its own, in order (padding anywhere is
+            # skipped: an out-of-range slot, never written); a query sees its row's slots up to its own
+            written = jnp.cumsum(mask, axis=1, dtype=jnp.int32)
+            lengths = cache.lengths + written[:, -1]
+            slots = jnp.where(mask, cache.lengths[:, None] + written - 1, cache.max_len)
+            q_slot = cache.lengths[:, None] + written - 1
+            attn_mask = jnp.arange(cache.max_len)[None, None, :] <= q_slot[:, :, None]
+            used = jnp.max(lengths)
             per_layer = isinstance(cache.k, tuple)
             if per_layer and not isinstance(self.layers, nnx.List):
                 raise ValueError("a per-layer cache (KVCache.per_layer) needs the layers apart: use model.apart()")
@@ -316,16 +325,15 @@ class Qwen25VL(nnx.Module):
             def step(layer, carry, i):
                 x, (k, v) = carry
                 if per_layer:  # i is a Python int: this layer's own cache arrays
-                    x, (k_i, v_i) = layer(x, cos, sin, attn_mask, (k[i], v[i]), index)
+                    x, (k_i, v_i) = layer(x, cos, sin, attn_mask, (k[i], v[i]), slots, used)
                     return x, (k[:i] + (k_i,) + k[i + 1:], v[:i] + (v_i,) + v[i + 1:])
                 # the carry holds the whole stacked cache: layer i writes its slice in place
-                return layer(x, cos, sin, attn_mask, (k, v), index, i)
+                return layer(x, cos, sin, attn_mask, (k, v), slots, used, i)
 
             x, (k, v) = run_layers(self.layers, step, (x, (cache.k, cache.v)))
             chunk_max = jnp.max(jnp.where(mask[None], positions, -1), axis=(0, 2))
             next_pos = jnp.where(mask.any(axis=1), chunk_max + 1, cache.next_pos).astype(jnp.int32)
-            new_cache = KVCache(k=k, v=v, mask=slot_mask,
-                                index=(index + l).astype(jnp.int32), next_pos=next_pos)
+            new_cache = KVCache(k=k, v=v, lengths=lengths, next_pos=next_pos)
 
         x = self.norm(x)
         if logits_to_keep:

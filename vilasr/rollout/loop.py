@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Sequence
+from typing import Iterable, Iterator, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -34,8 +34,7 @@ from vilasr.processing.image import resize_rgb, to_rgb_array
 from vilasr.processing.processor import expand_placeholders
 from vilasr.processing.tokenizer import IM_END, IM_START
 from vilasr.rollout.config import RolloutConfig
-from drawing_ops.render_jax import chunk_bucket
-from vilasr.rollout.sampler import GROWTH, decode, grow_cache, prefill
+from vilasr.rollout.sampler import TurnOutput, decode, prefill_rows, resize_cache
 from vilasr.rollout.trajectory import RolloutTask, Segment, Trajectory
 from vilasr.rollout.vision import DeviceVision
 from vilasr.uses import REFERENCE_IMAGE_TOKENS, ImageTokens
@@ -60,6 +59,13 @@ class _Row:
     images_encoded: int = 0
     grids: list = dataclasses.field(default_factory=list)
     cost: int = 0  # response tokens spent, images counted as the config says
+    position: int = 0         # the task's place in the stream
+    slot: int = 0             # its row of the KV cache
+    key: jax.Array | None = None
+    script: Sequence[str] | None = None   # forced turns
+    prompt_len: int = 0
+    turn: "_Turn | None" = None           # the model turn being written
+    chunk: "_Chunk | None" = None         # tokens waiting to be prefilled
 
     @property
     def live(self) -> bool:
@@ -67,6 +73,11 @@ class _Row:
 
     def length(self) -> int:
         return sum(len(s.ids) for s in self.segments)
+
+    @property
+    def cache_len(self) -> int:
+        """Slots the row holds once its pending tokens are in (its turn so far included)."""
+        return self.length() + (len(self.turn.ids) if self.turn is not None else 0)
 
     def add(self, ids, is_model: bool, logprobs=None) -> None:
         ids = np.asarray(ids, np.int32)
@@ -155,196 +166,309 @@ def prompt_length(processor, task: RolloutTask, config: RolloutConfig = RolloutC
     return len(_tokens(processor, _prompt_text(processor, task, shapes, config.template), shapes))
 
 
+# ----------------------------------------------------------------------------- shapes the compiler sees
+# Why these buckets: every distinct shape is one more compiled program (seconds each on a CPU, and
+# kept in memory), so the loop pads to a few sizes at two per octave -- at most 50 % padding, about
+# 20 % on average -- instead of the exact sizes, which differ for every record.
+MIN_CHUNK = 64        # prefill chunk widths: 64, 96, 128, 192, 256, ... (a feedback turn is an image + ~40 tokens)
+MIN_CACHE = 1024      # cache sizes: 1024, 1536, 2048, 3072, ... slots (grown and shrunk between rounds)
+DECODE_WINDOW = 256   # tokens per decode call at most; a longer turn goes on in the next call
+
+
+def two_per_octave(n: int, floor: int) -> int:
+    """`n` rounded up to the next of floor * {1, 1.5} * 2^k."""
+    size = floor
+    while size < n:
+        size = size * 3 // 2 if size & (size - 1) == 0 else size // 3 * 4
+    return size
+
+
+def row_bucket(n: int, slots: int) -> int:
+    """Rows of a prefill call: 1, 4, 16, ... (powers of four) up to the slot count."""
+    size = 1
+    while size < n:
+        size *= 4
+    return min(size, slots)
+
+
+# ----------------------------------------------------------------------------- one trajectory
+@dataclasses.dataclass
+class _Turn:
+    """The model turn a row is writing, possibly over several decode calls."""
+
+    number: int        # 1-based
+    cap: int           # tokens it may take
+    hit_budget: bool   # the cap is the response budget's, not the per-turn limit
+    key: jax.Array
+    forced: list[int] | None
+    ids: list = dataclasses.field(default_factory=list)
+    logprobs: list = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass
+class _Chunk:
+    """Tokens (with their images' features) waiting to be prefilled into a row's slot."""
+
+    ids: list[int]
+    feats: list        # device arrays, one per image in the chunk, in order
+    grids: list        # (t, h, w) per image
+    reset: bool        # empty the slot first (a new task, or the reference's re-prefill)
+
+
 # ----------------------------------------------------------------------------- the loop
-def _chunk(rows_ids: list[list[int] | None]) -> tuple[np.ndarray, np.ndarray]:
-    """Right-padded (B, chunk_bucket) ids and mask; None rows are all padding."""
-    longest = max((len(r) for r in rows_ids if r is not None), default=1)
-    width = chunk_bucket(longest)
-    ids = np.zeros((len(rows_ids), width), np.int32)
-    mask = np.zeros((len(rows_ids), width), bool)
-    for b, r in enumerate(rows_ids):
-        if r:
-            ids[b, : len(r)] = r
-            mask[b, : len(r)] = True
-    return ids, mask
+class _Engine:
+    """The device side of a rollout: `slots` rows of one KV cache and their next-token logits."""
+
+    def __init__(self, model, processor, config: RolloutConfig, slots: int):
+        self.model, self.config, self.slots = model, config, slots
+        self.parts = nnx.split(model)
+        self.vision = DeviceVision(model, self.parts, processor.image_processor, config.draw_labels)
+        self.cache = model.init_cache(slots, MIN_CACHE)
+        self.logits = jnp.zeros((slots, model.config.text.vocab_size), jnp.float32)
+        self.window = min(config.max_turn_tokens, DECODE_WINDOW)
+        self.idle_key = jax.random.key(0)
+
+    def fit(self, need: int) -> None:
+        """Give the cache room for `need` slots per row: grown to the bucket, or shrunk once the
+        bucket it needs is at most half of what it holds."""
+        want = two_per_octave(need, MIN_CACHE)
+        if want > self.cache.max_len or 2 * want <= self.cache.max_len:
+            self.cache = resize_cache(self.cache, want)
+
+    def prefill(self, rows: list[_Row]) -> None:
+        """Each row's pending chunk into its slot, in one call (rows and width padded to buckets)."""
+        width = two_per_octave(max(len(r.chunk.ids) for r in rows), MIN_CHUNK)
+        count = row_bucket(len(rows), self.slots)
+        ids, mask = np.zeros((count, width), np.int32), np.zeros((count, width), bool)
+        slot_ids, reset = np.full(count, self.slots, np.int32), np.zeros(count, bool)
+        feats, grids = [], []
+        for r, row in enumerate(rows):
+            ids[r, :len(row.chunk.ids)], mask[r, :len(row.chunk.ids)] = row.chunk.ids, True
+            slot_ids[r], reset[r] = row.slot, row.chunk.reset
+            feats += row.chunk.feats
+            grids += row.chunk.grids
+        positions = embeds = None
+        if feats:
+            starts = np.asarray(jax.device_get(self.cache.next_pos))[np.minimum(slot_ids, self.slots - 1)]
+            starts = np.where(reset | (slot_ids >= self.slots), 0, starts)
+            positions = prepare_inputs(self.model.config, ids, mask, np.array(grids, np.int32),
+                                       start_positions=starts)["positions"]
+            embeds = jnp.concatenate(feats, axis=0)
+            total = two_per_octave(embeds.shape[0], MIN_CHUNK)   # image tokens padded too: one shape per bucket
+            embeds = jnp.pad(embeds, ((0, total - embeds.shape[0]), (0, 0)))
+        self.logits, self.cache = prefill_rows(self.parts, self.cache, self.logits, slot_ids, reset, ids, mask,
+                                               positions, embeds)
+        for row in rows:
+            row.chunk = None
+
+    def decode(self, rows: list[_Row], stop_ids, pad_id: int) -> TurnOutput:
+        """One decode call for the rows in a turn; returns as soon as one of them ends its turn."""
+        active, caps, offsets = np.zeros(self.slots, bool), np.ones(self.slots, np.int32), np.zeros(self.slots, np.int32)
+        keys = [self.idle_key] * self.slots
+        forced = [None] * self.slots
+        for row in rows:
+            b, turn = row.slot, row.turn
+            active[b], caps[b], offsets[b], keys[b], forced[b] = True, turn.cap, len(turn.ids), turn.key, turn.forced
+        out, self.cache = decode(self.parts, self.cache, self.logits, cfg=self.config.sampling, keys=jnp.stack(keys),
+                                 caps=caps, stop_ids=stop_ids, max_steps=self.window, pad_id=pad_id, active=active,
+                                 forced=forced, banned=self.model.config.placeholder_ids, offsets=offsets, min_done=1)
+        self.logits = out.logits
+        return out
 
 
-def _prefill_chunk(model, parts, cache, rows_ids, row_feats, grids):
-    """Append one chunk (rows' token ids with their images' features, in order) to the cache."""
-    ids, mask = _chunk(rows_ids)
-    need = int(cache.index) + ids.shape[1]
-    if need > cache.max_len:
-        cache = grow_cache(cache, need + GROWTH)
-    feats = [f for fs in row_feats for f in fs]
-    if not feats:
-        return prefill(parts, cache, ids, mask)
-    inputs = prepare_inputs(model.config, ids, mask, np.array(grids, np.int32),
-                            start_positions=np.asarray(jax.device_get(cache.next_pos)))
-    embeds = jnp.concatenate(feats, axis=0)
-    return prefill(parts, cache, ids, mask, positions=inputs["positions"], image_embeds=embeds)
+def rollout_stream(model, processor, tasks: Iterable[RolloutTask], config: RolloutConfig = RolloutConfig(),
+                   seed: int = 0, slots: int = 8, forced_turns: Sequence[Sequence[str]] | None = None,
+                   progress: bool = False, total: int | None = None) -> Iterator[tuple[int, Trajectory]]:
+    """Run the multi-turn drawing loop for every task with continuous batching: `slots` rows of one
+    KV cache each hold one trajectory, and a row whose trajectory ends takes the next waiting task
+    at once. Yields (task position, Trajectory) as trajectories end (not in task order); tasks are
+    read from the iterable only as rows free up.
 
-
-def rollout(model, processor, tasks: Sequence[RolloutTask], config: RolloutConfig = RolloutConfig(),
-            seed: int = 0, forced_turns: Sequence[Sequence[str]] | None = None,
-            progress: bool = False) -> list[Trajectory]:
-    """Run the multi-turn drawing loop for every task; one Trajectory per task, in order.
-
+    A task's tokens depend only on its own seed (`RolloutTask.seed`, else its position): every
+    row has its own slots, keys and caps, whichever row it got and whenever.
     `forced_turns[i]` (optional) scripts task i's first model turns: each text (its end-of-turn
     token appended) is emitted instead of sampled, with the model's log-probabilities recorded --
     to score a known trajectory, or to drive the loop deterministically in tests. Later turns
     are sampled.
     """
+    if isinstance(slots, bool) or not isinstance(slots, int) or slots < 1:
+        raise ConfigError(f"slots must be a positive integer, got {slots!r}")
     release_compiled_programs()   # many rollouts in one process meet many shapes (vilasr.compiled)
-    parts = nnx.split(model)
-    vision = DeviceVision(model, parts, processor.image_processor, config.draw_labels)
+    engine = _Engine(model, processor, config, slots)
     tok = processor.tokenizer
     stop_ids = sorted(set(tok.eos_ids) | {tok.im_end_id})
     base_key = jax.random.key(seed)
     sizing = _input_processor(processor, config)
-    rows = []
-    for i, task in enumerate(tasks):
-        images = []
-        for im in task.images:
-            im = to_rgb_array(im)
-            h, w = sizing.target_size(*im.shape[:2])
-            images.append(im if im.shape[:2] == (h, w) else resize_rgb(im, h, w))
-        rows.append(_Row(task=task, context=VisualContext(images, max_images=config.max_images, backend="jax",
-                                                          draw_labels=config.draw_labels),
-                         max_turns=config.turn_budget(task)))
-    row_keys = jnp.stack([jax.random.fold_in(base_key, t.seed if t.seed is not None else i)
-                          for i, t in enumerate(tasks)])
-
-    # the prompt chunk: every task's system + question turns with its input images
-    prompt_ids, grids = [], []
-    for row in rows:
-        shapes = [im.shape[:2] for im in row.context.images]
-        row.messages = _prompt_messages(row.task, shapes, config.template)
-        ids = _tokens(processor, processor.apply_chat_template(row.messages, add_generation_prompt=True), shapes)
-        row.add(ids, False)
-        row.grids += [vision.grid(*s) for s in shapes]
-        prompt_ids.append(ids)
-        grids += [vision.grid(*s) for s in shapes]
-        row.images_encoded += len(shapes)
-    prompt_feats = _encode_per_row(vision, [row.context.images for row in rows])
-    prompt_lens = [len(ids) for ids in prompt_ids]
-    cache = model.init_cache(len(rows), chunk_bucket(max(prompt_lens)) + config.max_turn_tokens + 256)
-    logits, cache = _prefill_chunk(model, parts, cache, prompt_ids, prompt_feats, grids)
-    for row, n in zip(rows, prompt_lens):
-        row.tokens_processed += n
-
-    turn = 0
-    bar = tqdm(total=len(rows), desc="rollout", unit="traj", disable=not progress)
-    while any(r.live for r in rows):
-        turn += 1
-        bar.set_postfix(turn=turn)
-        if not config.persistent_cache and turn > 1:
-            logits, cache = _reprefill(model, parts, vision, rows)
-        used = np.array([r.cost for r in rows])
-        total = math.inf if config.max_response_tokens is None else config.max_response_tokens
-        caps = np.minimum(config.max_turn_tokens, np.maximum(total - used, 0)).astype(np.int64)
-        active = np.array([r.live for r in rows]) & (caps > 0)
-        for r, c in zip(rows, caps):
-            if r.live and c <= 0:
-                r.finish_reason = FinishReason.BUDGET
-        if not active.any():
-            break
-        keys = jax.vmap(jax.random.fold_in)(row_keys, jnp.full(len(rows), turn))
-        forced = [tok.encode(script[turn - 1]) + [tok.im_end_id] if script and turn <= len(script) else None
-                  for script in (forced_turns or [None] * len(rows))]
-        out, cache = decode(parts, cache, logits, cfg=config.sampling, keys=keys, caps=caps, stop_ids=stop_ids,
-                            max_steps=config.max_turn_tokens, pad_id=tok.pad_id, active=active, forced=forced,
-                            banned=model.config.placeholder_ids)
-
-        # host: read each turn, decide, plan the drawings
-        jobs = {}
-        for b, row in enumerate(rows):
-            if not active[b]:
-                continue
-            ids = out.tokens[b]
-            row.add(ids, True, out.logprobs[b])
-            row.tokens_processed += len(ids)
-            row.cost += len(ids)
-            text = tok.decode([t for t in ids if t not in stop_ids])
-            outcome = turn_outcome(text, len(row.context), max_images=config.max_images, strict=config.strict)
-            row.turns.append(text)
-            row.messages.append({"role": str(Role.ASSISTANT), "content": text})
-            row.outcomes.append(outcome)
-            row.answer = outcome.answer
-            row.finish_reason = _loop_reason(outcome, bool(out.stopped[b]), caps[b] < config.max_turn_tokens, turn,
-                                             row.max_turns)
-            if row.finish_reason is None:
-                jobs[b] = row.context.plan_outcome(outcome)
-
-        # device: draw and encode the new images; then the feedback turns
-        flat = [(b, job) for b, js in jobs.items() for job in js]
-        drawn, feats = vision.draw([rows[b].context.images[j.source - 1] for b, j in flat],
-                                   [j.annotations for _, j in flat]) if flat else ([], [])
-        chunk_ids: list = [None] * len(rows)
-        chunk_feats: list = [[] for _ in rows]
-        chunk_grids = []
-        cursor = 0
-        for b, js in jobs.items():
-            row = rows[b]
-            row_drawn, row_feats = drawn[cursor:cursor + len(js)], feats[cursor:cursor + len(js)]
-            cursor += len(js)
-            shapes = [im.shape[:2] for im in row_drawn]
-            # the next model turn is the last one: the turn budget, or the cap reached by these images
-            final = turn + 1 >= row.max_turns or len(row.context) + len(js) >= config.max_images
-            body = config.template.feedback_prompt(_image_infos(shapes, first_index=len(row.context) + 1),
-                                                   final=final)
-            ids = _tokens(processor, _user_turn_text(body), shapes)
-            cost = _feedback_cost(processor, ids, shapes, config.image_tokens)
-            if row.cost + cost >= total:  # no room for the feedback (as the reference, >=): the images are
-                row.finish_reason = FinishReason.BUDGET   # not shown, so they do not join the trajectory
-                continue
-            new = row.context.commit(js, row_drawn)
-            row.messages.append({"role": str(Role.USER), "content": body})
-            row.cost += cost
-            row.add(ids, False)
-            row.grids += [vision.grid(*s) for s in shapes]
-            row.images_encoded += len(new)  # encoded when drawn, in either mode
-            if config.persistent_cache:
-                row.tokens_processed += len(ids)
-            chunk_ids[b], chunk_feats[b] = ids, row_feats
-            chunk_grids += [vision.grid(*s) for s in shapes]
-        if any(c is not None for c in chunk_ids) and config.persistent_cache:
-            logits, cache = _prefill_chunk(model, parts, cache, chunk_ids, chunk_feats, chunk_grids)
-        bar.update(sum(1 for r in rows if not r.live) - bar.n)
-    bar.close()
-    return [_finish(row, n) for row, n in zip(rows, prompt_lens)]
+    budget = math.inf if config.max_response_tokens is None else config.max_response_tokens
+    waiting = iter(enumerate(tasks))
+    in_slot: list[_Row | None] = [None] * slots
+    bar = tqdm(total=total, desc="rollout", unit="traj", disable=not progress)
+    try:
+        while True:
+            # admit waiting tasks into free slots
+            admitted = []
+            for b in range(slots):
+                if in_slot[b] is None:
+                    nxt = next(waiting, None)
+                    if nxt is None:
+                        break
+                    i, task = nxt
+                    key = jax.random.fold_in(base_key, task.seed if task.seed is not None else i)
+                    in_slot[b] = _new_row(processor, task, i, b, key, config, sizing, engine.vision,
+                                          forced_turns[i] if forced_turns is not None and i < len(forced_turns) else None)
+                    admitted.append(in_slot[b])
+            rows = [r for r in in_slot if r is not None]
+            if not rows:
+                break
+            if admitted:
+                _attach_prompt_features(engine.vision, admitted)
+            # room for every row's tokens and one decode window more (before the chunks go in)
+            engine.fit(max(r.cache_len for r in rows) + engine.window)
+            pending = [r for r in rows if r.chunk is not None]
+            if pending:
+                engine.prefill(pending)
+            # start turns; a row with no budget left ends here
+            for row in rows:
+                if row.turn is None:
+                    _start_turn(row, config, budget, tok)
+            ended = [r for r in rows if not r.live]
+            writing = [r for r in rows if r.live]
+            if writing:
+                out = engine.decode(writing, stop_ids, tok.pad_id)
+                turn_ends = []
+                for row in writing:
+                    b = row.slot
+                    row.turn.ids += out.tokens[b].tolist()
+                    row.turn.logprobs += out.logprobs[b].tolist()
+                    if out.ended[b]:
+                        turn_ends.append((row, bool(out.stopped[b])))
+                _end_turns(turn_ends, processor, config, budget, engine.vision, stop_ids)
+                ended += [r for r, _ in turn_ends if not r.live]
+            for row in ended:
+                in_slot[row.slot] = None
+                bar.update(1)
+                yield row.position, _finish(row)
+            if ended:
+                release_compiled_programs()
+    finally:
+        bar.close()
 
 
-def _encode_per_row(vision, images_per_row):
-    """Each row's image features, all rows' images encoded together (one call per image size)."""
-    feats = vision.encode([im for images in images_per_row for im in images])
-    out, cursor = [], 0
-    for images in images_per_row:
-        out.append(feats[cursor:cursor + len(images)])
-        cursor += len(images)
+def rollout(model, processor, tasks: Sequence[RolloutTask], config: RolloutConfig = RolloutConfig(),
+            seed: int = 0, forced_turns: Sequence[Sequence[str]] | None = None,
+            progress: bool = False, slots: int | None = None) -> list[Trajectory]:
+    """Every task's trajectory, in task order (`rollout_stream` through `slots` rows, default one
+    row per task)."""
+    tasks = list(tasks)
+    out: list = [None] * len(tasks)
+    for i, traj in rollout_stream(model, processor, tasks, config, seed=seed, slots=slots or max(1, len(tasks)),
+                                  forced_turns=forced_turns, progress=progress, total=len(tasks)):
+        out[i] = traj
     return out
 
 
-def _reprefill(model, parts, vision, rows):
-    """The reference's way: a fresh cache and the whole conversation (all images) prefilled again."""
-    seqs, feats, grids = [], [], []
+# ----------------------------------------------------------------------------- host side of a row
+def _new_row(processor, task: RolloutTask, position: int, slot: int, key, config: RolloutConfig, sizing,
+             vision, script) -> _Row:
+    images = []
+    for im in task.images:
+        im = to_rgb_array(im)
+        h, w = sizing.target_size(*im.shape[:2])
+        images.append(im if im.shape[:2] == (h, w) else resize_rgb(im, h, w))
+    row = _Row(task=task, context=VisualContext(images, max_images=config.max_images, backend="jax",
+                                                draw_labels=config.draw_labels),
+               max_turns=config.turn_budget(task), position=position, slot=slot, key=key, script=script)
+    shapes = [im.shape[:2] for im in images]
+    row.messages = _prompt_messages(task, shapes, config.template)
+    ids = _tokens(processor, processor.apply_chat_template(row.messages, add_generation_prompt=True), shapes)
+    row.add(ids, False)
+    row.prompt_len = len(ids)
+    row.grids += [vision.grid(*s) for s in shapes]
+    row.images_encoded += len(shapes)
+    row.tokens_processed += len(ids)
+    row.chunk = _Chunk(ids, [], [vision.grid(*s) for s in shapes], reset=True)
+    return row
+
+
+def _attach_prompt_features(vision, rows: list[_Row]) -> None:
+    """Encode the admitted rows' input images together (one call per image size)."""
+    feats = vision.encode([im for row in rows for im in row.context.images])
+    cursor = 0
     for row in rows:
-        seqs.append(np.concatenate([s.ids for s in row.segments]).tolist() if row.live else None)
-        if row.live:
-            feats.append(vision.encode(row.context.images))
-            grids += row.grids
+        n = len(row.context.images)
+        row.chunk.feats = feats[cursor:cursor + n]
+        cursor += n
+
+
+def _start_turn(row: _Row, config: RolloutConfig, budget: float, tok) -> None:
+    cap = int(min(config.max_turn_tokens, max(budget - row.cost, 0)))
+    if cap <= 0:
+        row.finish_reason = FinishReason.BUDGET
+        return
+    number = len(row.turns) + 1
+    script = row.script[number - 1] if row.script and number <= len(row.script) else None
+    row.turn = _Turn(number=number, cap=cap, hit_budget=cap < config.max_turn_tokens,
+                     key=jax.random.fold_in(row.key, number),
+                     forced=tok.encode(script) + [tok.im_end_id] if script is not None else None)
+
+
+def _end_turns(ends: list[tuple[_Row, bool]], processor, config: RolloutConfig, budget: float, vision,
+               stop_ids) -> None:
+    """Rows whose model turn ended: read it, decide, draw the new images (all rows' together on
+    the device) and queue each row's feedback turn as its next chunk."""
+    tok = processor.tokenizer
+    jobs = {}
+    for row, stopped in ends:
+        turn, row.turn = row.turn, None
+        ids = np.asarray(turn.ids, np.int32)
+        row.add(ids, True, turn.logprobs)
+        row.tokens_processed += len(ids)
+        row.cost += len(ids)
+        text = tok.decode([t for t in ids.tolist() if t not in stop_ids])
+        outcome = turn_outcome(text, len(row.context), max_images=config.max_images, strict=config.strict)
+        row.turns.append(text)
+        row.messages.append({"role": str(Role.ASSISTANT), "content": text})
+        row.outcomes.append(outcome)
+        row.answer = outcome.answer
+        row.finish_reason = _loop_reason(outcome, stopped, turn.hit_budget, turn.number, row.max_turns)
+        if row.finish_reason is None:
+            jobs[id(row)] = (row, row.context.plan_outcome(outcome))
+    flat = [(row, job) for row, js in jobs.values() for job in js]
+    drawn, feats = vision.draw([row.context.images[j.source - 1] for row, j in flat],
+                               [j.annotations for _, j in flat]) if flat else ([], [])
+    cursor = 0
+    for row, js in jobs.values():
+        row_drawn, row_feats = drawn[cursor:cursor + len(js)], feats[cursor:cursor + len(js)]
+        cursor += len(js)
+        shapes = [im.shape[:2] for im in row_drawn]
+        # the next model turn is the last one: the turn budget, or the cap reached by these images
+        final = len(row.turns) + 1 >= row.max_turns or len(row.context) + len(js) >= config.max_images
+        body = config.template.feedback_prompt(_image_infos(shapes, first_index=len(row.context) + 1), final=final)
+        ids = _tokens(processor, _user_turn_text(body), shapes)
+        cost = _feedback_cost(processor, ids, shapes, config.image_tokens)
+        if row.cost + cost >= budget:  # no room for the feedback (as the reference, >=): the images are
+            row.finish_reason = FinishReason.BUDGET   # not shown, so they do not join the trajectory
+            continue
+        new = row.context.commit(js, row_drawn)
+        row.messages.append({"role": str(Role.USER), "content": body})
+        row.cost += cost
+        row.add(ids, False)
+        grids = [vision.grid(*s) for s in shapes]
+        row.grids += grids
+        row.images_encoded += len(new)  # encoded when drawn, in either mode
+        if config.persistent_cache:
+            row.tokens_processed += len(ids)
+            row.chunk = _Chunk(list(ids), list(row_feats), grids, reset=False)
+        else:  # the reference's way: the whole conversation (all images) prefilled again into an empty slot
+            whole = np.concatenate([s.ids for s in row.segments]).tolist()
+            row.chunk = _Chunk(whole, vision.encode(row.context.images), list(row.grids), reset=True)
             row.images_encoded += len(row.context.images)
-            row.tokens_processed += len(seqs[-1])
-        else:
-            feats.append([])
-    longest = max(len(s) for s in seqs if s is not None)
-    cache = model.init_cache(len(rows), chunk_bucket(longest) + 1024)
-    logits, cache = _prefill_chunk(model, parts, cache, seqs, feats, grids)
-    return logits, cache
+            row.tokens_processed += len(whole)
 
 
-def _finish(row: _Row, prompt_len: int) -> Trajectory:
+def _finish(row: _Row) -> Trajectory:
     return Trajectory.from_segments(
-        row.segments, task=row.task, prompt_len=prompt_len, images=list(row.context.images),
+        row.segments, task=row.task, prompt_len=row.prompt_len, images=list(row.context.images),
         image_grid_thw=np.array(row.grids, np.int32), turns=row.turns, messages=row.messages,
         parsed=[o.parsed for o in row.outcomes], outcomes=row.outcomes, answer=row.answer,
         finish_reason=row.finish_reason, tokens_processed=row.tokens_processed, images_encoded=row.images_encoded)

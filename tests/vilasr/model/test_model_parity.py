@@ -232,7 +232,7 @@ def test_kv_cache_decode_matches_full_forward(tiny_pair):
         errs.append(max_err(logits[:, 0], ref[:, s]))
     print(f"[tiny] cache decode max abs err vs transformers {max(errs):.2e}")
     assert max(errs) <= TOL
-    assert int(cache.index) == ids.shape[1]
+    np.testing.assert_array_equal(np.asarray(cache.lengths), mask.sum(1))  # padding never reaches the cache
 
 
 def test_kv_cache_inside_while_loop(tiny_pair):

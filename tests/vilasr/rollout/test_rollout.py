@@ -399,9 +399,9 @@ def test_bad_trajectories_do_not_disturb_good_ones(model, processor):
         assert batch[i].finish_reason == alone.finish_reason
 
 
-def test_a_padded_chunk_advances_the_index_by_its_longest_row(model, processor):
-    # two rows, right-padded to one chunk width: the index lands after the longer row, and decoding
-    # from there (over the padding slots) matches a cache that never held the padding
+def test_a_padded_chunk_advances_each_row_by_its_own_tokens(model, processor):
+    # two rows, right-padded to one chunk width: each row's length is its own real tokens (the
+    # padding never reaches the cache), and decoding from there matches a cache that never saw it
     enc = processor.tokenizer.encode
     rows = [enc("<|im_start|>user\nHow many chairs?<|im_end|>\n<|im_start|>assistant\n"),
             enc("<|im_start|>user\nIs the lamp left of the sofa, or right?<|im_end|>\n<|im_start|>assistant\n")]
@@ -411,7 +411,7 @@ def test_a_padded_chunk_advances_the_index_by_its_longest_row(model, processor):
         ids[b, : len(r)], mask[b, : len(r)] = r, True
     parts, keys = nnx.split(model), jax.random.split(jax.random.key(0), 2)
     logits, cache = prefill(parts, model.init_cache(2, 256), ids, mask)
-    assert int(cache.index) == max(map(len, rows))
+    assert np.asarray(cache.lengths).tolist() == [len(r) for r in rows]
     out, _ = decode(parts, cache, logits, cfg=GREEDY, keys=keys, caps=np.array([10, 10]), stop_ids=[-1],
                     max_steps=10, pad_id=0)
     for b, r in enumerate(rows):

@@ -2,12 +2,21 @@
 and trained (vision tower included) on synthetic perception and grounding questions
 (synth.perception), so that stage 1 starts from a model that can see.
 
-    result = run_pretrain(out="runs/base", seed=0)    # runs/base/model + runs/base/BASE.json
+    result = run_pretrain(out="runs/base", seed=0)    # runs/base/model + runs/base/model/BASE.json
 
-A rerun into the same folder resumes (the data is reused, the trainer goes on from its last
-checkpoint). `BASE.json` records the command, the seed, the settings and the sha256 of the
-weights; the same seed on the same machine type gives the same bytes. The model the package ships
-(`SHIPPED_BASE`) was made this way; its BASE.json says how.
+Every step draws FRESH examples from the perception stream (example k of step s is example
+s * batch_size + k of the stream `seed`; the stream cycles after `plan.images`), so the model
+cannot memorise answers. The recipe comes from the measured probes of docs/base_probes.md
+(stages/base_probe.py): the vision tower and the patch merger train at a smaller learning rate
+than the decoder (at the decoder's rate the merged features grow ~100x past the text embeddings
+and collapse to one vector), AdamW with weight decay, a warm-up and a cosine decay.
+
+A rerun into the same folder resumes from the last checkpoint (`checkpoint.npz`, every
+`save_every` steps and on SIGINT/SIGTERM). `BASE.json` records the command, the seed, the
+settings, the sha256 of the weights, and the held-out perception scores three ways: with the real
+images, with every image white, and with another example's images (a model that reads its images
+scores far higher on the first); the same seed on the same machine type gives the same bytes.
+The model the package ships (`SHIPPED_BASE`) was made this way; its BASE.json says how.
 """
 
 from __future__ import annotations
@@ -15,35 +24,54 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
+import signal
 import time
 from pathlib import Path
 
+import jax
 import numpy as np
+from flax import nnx
 
-from stages.config import Precision, Schedule, TrainConfig
-from stages.sft import SftResult, run_sft
+from stages.sft import SftResult
+from stages.trainer import RunResult, StopReason
 from synth import perception
+from vilasr.errors import ConfigError
 
 SHIPPED_BASE = Path(__file__).resolve().parent / "assets" / "base-tiny"
 RECORD = "BASE.json"
 WEIGHTS = "model.safetensors"
+MANIFEST = "PRETRAIN.json"
+CHECKPOINT = "checkpoint.npz"
+HELDOUT_SPLIT = "perception-heldout"   # the record's questions: a split training never draws from
 
 
 @dataclasses.dataclass(frozen=True)
 class PretrainPlan:
-    """How the base model is made: data size and the SFT settings on top of the tiny preset."""
+    """How the base model is made: the stream, the steps and the optimiser on top of the tiny preset."""
 
-    images: int = 3000
-    steps: int = 1200
+    images: int = 1_000_000      # distinct stream examples before it cycles (default: always fresh)
+    steps: int = 2000
     batch_size: int = 16
-    learning_rate: float = 2e-3
-    report_examples: int = 60     # held-out perception examples the record scores the model on
+    learning_rate: float = 2e-3  # the decoder's peak rate
+    vision_lr: float = 2e-4      # the tower's and the merger's peak rate
+    warmup: int = 40
+    weight_decay: float = 0.01
+    save_every: int = 200
+    report_examples: int = 60    # held-out perception examples the record scores the model on
 
-    def train_config(self, seed: int) -> TrainConfig:
-        return TrainConfig(learning_rate=self.learning_rate, schedule=Schedule.COSINE.value, warmup_ratio=0.03,
-                           max_steps=self.steps, batch_size=self.batch_size, weight_decay=0.01,
-                           precision=Precision.FP32.value, freeze_vision=False, max_seq_len=1024, seed=seed,
-                           save_every=250, keep_checkpoints=2)
+    def probe_settings(self, seed: int):
+        from stages.base_probe import ProbeSettings
+
+        return ProbeSettings(task="mix", steps=self.steps, batch_size=self.batch_size, lr=self.learning_rate,
+                             vision_lr=self.vision_lr, merger_lr=self.vision_lr, warmup=self.warmup,
+                             weight_decay=self.weight_decay, seed=seed)
+
+    def validate(self) -> None:
+        if min(self.images, self.steps, self.batch_size) < 1:
+            raise ConfigError("a pretraining plan needs images, steps and batch_size >= 1")
+        if self.learning_rate <= 0 or self.vision_lr < 0:
+            raise ConfigError("learning rates must be positive (vision_lr 0 freezes the tower)")
 
 
 def weights_sha256(model_dir: Path) -> str:
@@ -54,44 +82,135 @@ def weights_sha256(model_dir: Path) -> str:
     return digest.hexdigest()
 
 
+def heldout_examples(seed: int, n: int) -> list[perception.Example]:
+    return [perception.make_example(seed, index, split=HELDOUT_SPLIT) for index in range(n)]
+
+
 def perception_report(model_dir, *, seed: int = 1, n: int = 60) -> dict[str, dict]:
-    """How well a model reads the perception questions of `n` examples of stream `seed` (use one
-    training did not: the shipped base trained on seed 0): per question kind, the share answered
-    exactly (every answer token the model's most likely next token, given the conversation so far)
-    and the count. One forward per example."""
+    """How well a model reads `n` held-out perception examples (stream `seed` of the held-out
+    split, which training never draws from), per condition -- `real` images, every image `white`,
+    every image swapped for `other` held-out example's -- and per question kind: the share answered
+    exactly (every answer token the model's most likely next token, given the conversation so far),
+    the count, and for box answers the share whose (teacher-forced) box has IoU >= 0.5."""
+    from stages.base_probe import score
     from vilasr.model import Qwen25VL
     from vilasr.processing import Processor
 
     model, processor = Qwen25VL.from_pretrained(model_dir), Processor.from_pretrained(model_dir)
-    right: dict[str, list[bool]] = {}
-    for index in range(n):
-        example = perception.make_example(seed, index)
-        text = processor.apply_chat_template(example.conversation(), add_generation_prompt=False)
-        inputs = processor(text, images=example.images)
-        ids = np.asarray(inputs["input_ids"])[0]
-        predicted = np.asarray(model(**inputs)).argmax(-1)[0]
-        mask = processor.assistant_token_mask(ids)
-        # each assistant turn is one run of the mask, in question order
-        edges = np.flatnonzero(np.diff(np.concatenate([[0], mask.astype(np.int8), [0]])))
-        for qa, (start, stop) in zip(example.qa, edges.reshape(-1, 2)):
-            right.setdefault(qa.kind, []).append(bool((predicted[start - 1:stop - 1] == ids[start:stop]).all()))
-    return {kind: {"exact": float(np.mean(hits)), "questions": len(hits)} for kind, hits in sorted(right.items())}
+    return score(model, processor, heldout_examples(seed, n))
+
+
+def _flat(tree) -> list[np.ndarray]:
+    return [np.asarray(x) for x in jax.tree.leaves(tree)]
+
+
+def _save(path: Path, step: int, model, optimizer, losses: list[float]) -> None:
+    arrays = {f"m{i}": a for i, a in enumerate(_flat(nnx.state(model)))}
+    arrays.update({f"o{i}": a for i, a in enumerate(_flat(nnx.state(optimizer)))})
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, step=np.int64(step), losses=np.asarray(losses, np.float64), **arrays)
+    os.replace(tmp, path)
+
+
+def _restore(path: Path, model, optimizer) -> tuple[int, list[float]]:
+    with np.load(path) as z:
+        for obj, prefix in ((model, "m"), (optimizer, "o")):
+            state = nnx.state(obj)
+            leaves, treedef = jax.tree.flatten(state)
+            new = [z[f"{prefix}{i}"].astype(np.asarray(leaf).dtype) for i, leaf in enumerate(leaves)]
+            nnx.update(obj, jax.tree.unflatten(treedef, new))
+        return int(z["step"]), [float(x) for x in z["losses"]]
 
 
 def run_pretrain(*, out, seed: int = 0, plan: PretrainPlan = PretrainPlan(), command: str = "",
                  progress: bool = True) -> SftResult:
-    """Make the data, train, export `out/model` and write `out/model/BASE.json`. A run stopped by a
-    signal returns with `model_dir` None (rerun to resume)."""
+    """Train on a fresh stream, export `out/model` and write `out/model/BASE.json`. A run stopped
+    by a signal returns with `model_dir` None (rerun to resume)."""
+    from stages.base_probe import batch_arrays, build, train_step
+
+    plan.validate()
     out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    config = plan.train_config(seed)   # first: bad settings fail before minutes of data making
-    data = perception.write_dataset(out / "data", plan.images, seed, progress=progress)
-    result = run_sft(data=data, out=out, preset="tiny", config=config, devices=1, progress=progress)
-    if result.model_dir is None:
-        return result
+    wanted = {"command": "pretrain-base", "seed": seed, "plan": dataclasses.asdict(plan)}
+    manifest = out / MANIFEST
+    if manifest.exists():
+        have = json.loads(manifest.read_text(encoding="utf-8"))
+        if have != wanted:
+            raise ConfigError(f"{out} holds a pretraining run with other settings ({have}); use a new --out")
+    else:
+        manifest.write_text(json.dumps(wanted, indent=1) + "\n", encoding="utf-8")
+
+    settings = plan.probe_settings(seed)
+    model, processor, optimizer = build(settings)
+    cfg = model.config
+    step, losses = 0, []
+    if (out / CHECKPOINT).exists():
+        step, losses = _restore(out / CHECKPOINT, model, optimizer)
+    model_dir = out / "model"
+    if step >= plan.steps and (model_dir / RECORD).exists():
+        return SftResult(RunResult(step, StopReason.FINISHED, losses, {}), model_dir)
+
+    stop: list[StopReason] = []
+    handlers = {}
+    for signum, reason in ((signal.SIGINT, StopReason.INTERRUPTED), (signal.SIGTERM, StopReason.PREEMPTED)):
+        try:
+            handlers[signum] = signal.signal(signum, lambda *_, r=reason: stop.append(r))
+        except ValueError:   # not the main thread: no signal handling
+            pass
+    metrics_path = out / "metrics.jsonl"
+    kept = metrics_path.read_text(encoding="utf-8").splitlines()[:step] if metrics_path.exists() else []
+    metrics_path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+    bar = None
+    try:
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=plan.steps, initial=step, desc="pretrain base", dynamic_ncols=True)
+        with open(metrics_path, "a", encoding="utf-8") as metrics:
+            while step < plan.steps and not stop:
+                t0 = time.perf_counter()
+                examples = [perception.make_example(seed, (step * plan.batch_size + k) % plan.images)
+                            for k in range(plan.batch_size)]
+                arrays, batch = batch_arrays(examples, processor, cfg, settings.max_seq_len)
+                loss = float(train_step(model, optimizer, *arrays))
+                losses.append(loss)
+                step += 1
+                metrics.write(json.dumps({"step": step, "loss": round(loss, 5), "tokens": batch.num_loss_tokens,
+                                          "seconds": round(time.perf_counter() - t0, 3)}) + "\n")
+                metrics.flush()
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
+                if step % plan.save_every == 0 and step < plan.steps:
+                    _save(out / CHECKPOINT, step, model, optimizer, losses)
+        _save(out / CHECKPOINT, step, model, optimizer, losses)
+    finally:
+        if bar is not None:
+            bar.close()
+        for signum, old in handlers.items():
+            signal.signal(signum, old)
+    if stop:
+        return SftResult(RunResult(step, stop[0], losses, {}), None)
+
+    model.save_pretrained(model_dir)
+    processor.save_pretrained(model_dir)
+    scores = score_model(model, processor, seed=seed + 1, n=plan.report_examples)
     record = {"command": command, "seed": seed, "plan": dataclasses.asdict(plan),
-              "sha256": weights_sha256(result.model_dir), "final_loss": result.run.losses[-1] if result.run.losses
-              else None, "minutes_this_run": round((time.monotonic() - started) / 60, 1),
-              "perception_heldout": perception_report(result.model_dir, seed=seed + 1, n=plan.report_examples)}
-    (result.model_dir / RECORD).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
-    return result
+              "sha256": weights_sha256(model_dir),
+              "final_loss": float(np.mean(losses[-20:])) if losses else None,
+              "minutes_this_run": round((time.monotonic() - started) / 60, 1),
+              "heldout": {"split": HELDOUT_SPLIT, "seed": seed + 1, "examples": plan.report_examples,
+                          "scoring": "exact: every answer token the argmax given the conversation so far "
+                                     "(teacher-forced); iou50: share of box answers whose teacher-forced box "
+                                     "has IoU >= 0.5 with the true one"},
+              "perception_heldout": scores["real"],
+              "ablation": {"white_image": scores["white"], "other_image": scores["other"]}}
+    (model_dir / RECORD).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+    return SftResult(RunResult(step, StopReason.FINISHED, losses, {}), model_dir)
+
+
+def score_model(model, processor, *, seed: int, n: int) -> dict:
+    from stages.base_probe import score
+
+    return score(model, processor, heldout_examples(seed, n))

@@ -32,6 +32,7 @@ from synth.rng import sample_rng
 
 QUESTIONS_PER_IMAGE = 6
 SPLIT = "perception"          # its own split name: no perception image equals a task sample's image
+BENCHMARK_SPLITS = ("heldout",)  # synth.benchmarks.HELDOUT_SPLIT: never a perception split
 MANIFEST = "PERCEPTION.json"   # written last: a folder without it is unfinished
 
 
@@ -89,24 +90,28 @@ def maze_example(rng: np.random.Generator, config: maze.MazeConfig = MAZE_CONFIG
     geo = maze.Geometry.of(config.size, n)
     image = maze.render(m, geo, start, goal, marks)
 
-    probe = cells[int(rng.integers(len(cells)))]
-    open_moves = [d for d in maze.MOVES if m.can_move(probe, d)]
+    probe, probe2 = (cells[int(k)] for k in rng.choice(len(cells), 2, replace=False))
     pool = [
         QA("maze: cell of S/G", "Which cell holds S?", _cell(start)),
         QA("maze: cell of S/G", "Which cell holds G?", _cell(goal)),
         QA("maze: box of S/G", "Give the box of S.", templates.fmt_box(geo.cell_box(start))),
         QA("maze: box of S/G", "Give the box of G.", templates.fmt_box(geo.cell_box(goal))),
         QA("maze: grid size", "How many rows and columns does the maze have?", f"{n} by {n}"),
+    ]
+    for cell in (probe, probe2):
+        open_moves = [d for d in maze.MOVES if m.can_move(cell, d)]
+        pool.append(QA("maze: open moves", f"Which moves do the walls allow from {_cell(cell)}?",
+                       ", ".join(open_moves) or "none"))
+    for d, c in marks.items():
+        pool.append(QA("maze: cell of a number", f"Which cell holds the number {d}?", _cell(c)))
+    # answerable from the question and the grid size alone: at most one per image
+    text_only = [
         QA("maze: centre of a cell", f"Give the centre of {_cell(probe)}.", templates.fmt_point(geo.center(probe))),
         QA("maze: box of a cell", f"Give the box of {_cell(probe)}.", templates.fmt_box(geo.cell_box(probe))),
-        QA("maze: open moves", f"Which moves do the walls allow from {_cell(probe)}?",
-           ", ".join(open_moves) or "none"),
         QA("maze: cell of a point", f"Which cell holds the point {templates.fmt_point(geo.center(probe))}?",
            _cell(probe)),
     ]
-    for d, c in marks.items():
-        pool.append(QA("maze: cell of a number", f"Which cell holds the number {d}?", _cell(c)))
-    return Example(Family.MAZE, [image], _choose(rng, pool), {"n": n, "start": start, "goal": goal})
+    return Example(Family.MAZE, [image], _choose(rng, pool, text_only), {"n": n, "start": start, "goal": goal})
 
 
 def multiview_example(rng: np.random.Generator, config: multiview.MultiviewConfig = MULTIVIEW_CONFIG) -> Example:
@@ -114,25 +119,35 @@ def multiview_example(rng: np.random.Generator, config: multiview.MultiviewConfi
     objs, views, _ = multiview._sample_scene_and_views(rng, config, kind)
     images = [v.rendered.image for v in views]
     names = [o.name for o in objs]
-    pool = [QA("views: object count", f"How many objects stand on the floor in image {len(images)}?",
-               str(len(objs)))]
+    pool = []
+    text_only = [QA("views: object count", f"How many objects stand on the floor in image {len(images)}?",
+                    str(len(objs)))]
     for k, view in enumerate(views, start=1):
         for i, name in enumerate(names):
             box = templates.fmt_box(multiview._padded(view.boxes[i], config))
             pool.append(QA("views: object in a box", f"In image {k}, what is inside the box {box}?", name))
             if names.count(name) == 1:
                 pool.append(QA("views: box of an object", f"In image {k}, give the box of the {name}.", box))
-    return Example(Family.MULTIVIEW, images, _choose(rng, pool), {"names": names})
+    return Example(Family.MULTIVIEW, images, _choose(rng, pool, text_only), {"names": names})
 
 
-def _choose(rng, pool: list[QA]) -> list[QA]:
-    order = rng.permutation(len(pool))[:QUESTIONS_PER_IMAGE]
-    return [pool[k] for k in order]
+def _choose(rng, pool: list[QA], text_only: list[QA] = ()) -> list[QA]:
+    """QUESTIONS_PER_IMAGE questions in a random order: those that need the image first, and at
+    most one that the question's text (and the grid size) answers, so a model cannot lower its
+    loss much without reading the image."""
+    picked = [pool[k] for k in rng.permutation(len(pool))[:QUESTIONS_PER_IMAGE - 1]]
+    rest = [pool[k] for k in range(len(pool)) if pool[k] not in picked]
+    extra = ([text_only[int(rng.integers(len(text_only)))]] if text_only else []) + rest
+    chosen = picked + extra[:QUESTIONS_PER_IMAGE - len(picked)]
+    return [chosen[k] for k in rng.permutation(len(chosen))]
 
 
-def make_example(seed: int, index: int) -> Example:
-    """Example `index` of the stream `seed`: a maze (60 %) or a multi-view scene."""
-    rng = sample_rng("perception", seed, SPLIT, index)
+def make_example(seed: int, index: int, split: str = SPLIT) -> Example:
+    """Example `index` of the stream `seed` of `split`: a maze (60 %) or a multi-view scene.
+    Training draws from SPLIT; a held-out report uses another split name (stages.base)."""
+    if split in BENCHMARK_SPLITS:
+        raise SynthError(f"split {split!r} belongs to the benchmarks; perception data never uses it")
+    rng = sample_rng("perception", seed, split, index)
     return maze_example(rng) if rng.random() < MAZE_SHARE else multiview_example(rng)
 
 

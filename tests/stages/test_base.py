@@ -25,6 +25,10 @@ def test_pretrain_base_is_reproducible_and_records_how(tmp_path, capsys):
     assert record["sha256"] == weights_sha256(out / "model")
     scored = record["perception_heldout"]
     assert sum(k["questions"] for k in scored.values()) == 2 * 6 and all(0 <= k["exact"] <= 1 for k in scored.values())
+    # the ablation: the same held-out questions with white images and with another example's images
+    for condition in ("white_image", "other_image"):
+        assert record["ablation"][condition].keys() == scored.keys()
+        assert all(record["ablation"][condition][k]["questions"] == scored[k]["questions"] for k in scored)
     assert len(open(out / "metrics.jsonl").readlines()) == 2
     # the same seed again, in another folder: the same bytes
     again = run_pretrain(out=tmp_path / "b", seed=5, plan=SHORT, progress=False)

@@ -71,3 +71,24 @@ def test_dataset_is_written_once_and_reused(tmp_path):
     assert path.stat().st_mtime_ns == before
     with pytest.raises(SynthError, match="another perception dataset"):
         perception.write_dataset(tmp_path / "d", 4, seed=1, progress=False)
+
+
+TEXT_ONLY_KINDS = {"maze: centre of a cell", "maze: box of a cell", "maze: cell of a point", "views: object count"}
+
+
+def test_questions_need_the_image_first():
+    """At most one question per image can be answered from the text (and the grid size) alone."""
+    for index in range(60):
+        example = perception.make_example(2, index)
+        assert len(example.qa) == perception.QUESTIONS_PER_IMAGE
+        assert sum(qa.kind in TEXT_ONLY_KINDS for qa in example.qa) <= 1
+
+
+def test_heldout_split_is_its_own_stream_and_benchmark_splits_are_refused():
+    from synth.benchmarks import HELDOUT_SPLIT
+
+    assert HELDOUT_SPLIT in perception.BENCHMARK_SPLITS
+    with pytest.raises(SynthError, match="benchmarks"):
+        perception.make_example(0, 0, split=HELDOUT_SPLIT)
+    a, b = perception.make_example(0, 5), perception.make_example(0, 5, split="perception-heldout")
+    assert a.qa != b.qa

@@ -82,14 +82,10 @@ def _from_record(record: dict, base: Path) -> Prompt:
 def sample(model, processor, prompts: Sequence[Prompt], *, k: int, config: RolloutConfig, seed: int = 0,
            batch_size: int = 16, forced: Sequence[Sequence[str]] | None = None,
            progress: bool = True) -> list[tuple[Prompt, Trajectory]]:
-    """K rollouts of every prompt (rows batched `batch_size` at a time; row seeds all distinct).
-    `forced[i]` scripts the turns of the i-th row (prompt i // k, sample i % k), for tests."""
+    """K rollouts of every prompt, in prompt order, streamed through `batch_size` slots (continuous
+    batching; row seeds all distinct). `forced[i]` scripts the turns of the i-th row (prompt
+    i // k, sample i % k), for tests."""
     rows = [(p, dataclasses.replace(p.task, seed=n * k + j)) for n, p in enumerate(prompts) for j in range(k)]
-    out = []
-    for start in range(0, len(rows), batch_size):
-        chunk = rows[start:start + batch_size]
-        script = list(forced[start:start + batch_size]) if forced is not None else None
-        trajs = rollout(model, processor, [task for _, task in chunk], config, seed=seed, forced_turns=script,
-                        progress=progress)
-        out += [(p, t) for (p, _), t in zip(chunk, trajs)]
-    return out
+    trajs = rollout(model, processor, [task for _, task in rows], config, seed=seed, forced_turns=forced,
+                    progress=progress, slots=min(batch_size, len(rows)) or 1)
+    return [(p, t) for (p, _), t in zip(rows, trajs)]

@@ -46,3 +46,72 @@ def release_compiled_programs(fraction: float = 0.5, limit: int | None = None) -
     jax.clear_caches()
     gc.collect()
     return True
+
+
+# ----------------------------------------------------------------------------- counting compilations
+BACKEND_COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"   # JAX records one per program built
+_active_logs: list["CompileLog"] = []
+_listening = False
+
+
+class CompileLog:
+    """Counts the XLA programs built while it is open (compiled, or loaded from the persistent
+    cache) and the seconds spent on them, from JAX's own monitoring events:
+
+        with CompileLog() as log:
+            run()
+        print(log.count, log.seconds)
+    """
+
+    def __init__(self):
+        self.count = 0
+        self.seconds = 0.0
+
+    def __enter__(self) -> "CompileLog":
+        global _listening
+        if not _listening:
+            import jax.monitoring
+
+            jax.monitoring.register_event_duration_secs_listener(_on_duration)
+            _listening = True
+        _active_logs.append(self)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        _active_logs.remove(self)
+
+
+def _on_duration(event: str, seconds: float, **_) -> None:
+    if event == BACKEND_COMPILE_EVENT:
+        for log in _active_logs:
+            log.count += 1
+            log.seconds += seconds
+
+
+# ----------------------------------------------------------------------------- the persistent cache
+def default_cache_dir() -> Path:
+    """Where the command line keeps compiled programs between runs: the user's cache folder."""
+    import os
+
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "vilasr" / "xla"
+
+
+def use_persistent_cache(folder: Path | None = None, min_compile_seconds: float = 0.2) -> Path | None:
+    """Keep every program that took at least `min_compile_seconds` to compile in `folder` (default
+    `default_cache_dir()`), so the next run -- or the demo's next stage -- loads it instead of
+    compiling again. A folder already chosen (JAX_COMPILATION_CACHE_DIR) wins. Returns the folder
+    in use, or None when it cannot be made (the run goes on without a persistent cache)."""
+    import jax
+
+    chosen = jax.config.jax_compilation_cache_dir
+    if chosen:
+        return Path(chosen)
+    folder = Path(folder) if folder is not None else default_cache_dir()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    jax.config.update("jax_compilation_cache_dir", str(folder))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", min_compile_seconds)
+    return folder

@@ -22,7 +22,8 @@ def _field(default, help_text: str):
 class GrpoConfig:
     prompts_per_step: int = _field(32, "prompts per rollout batch")
     group_size: int = _field(8, "rollouts per prompt (the group its advantage is normalised in)")
-    rollout_rows: int = _field(0, "rows sampled at once (0 = the whole rollout batch); bounds the cache's memory")
+    rollout_rows: int = _field(0, "slots: rollouts under way at once, the step's prompts x group size streaming "
+                                  "through them (0 = one slot per rollout); bounds the cache's memory")
     advantage: str = _field("grpo", f"advantage estimator: {' or '.join(sorted(ADVANTAGES))}")
     policy_loss: str = _field("ppo_clip", f"policy loss: {' or '.join(sorted(POLICY_LOSSES))}")
     clip_low: float = _field(0.2, "the ratio's lower clip is 1 - clip_low")

@@ -67,7 +67,8 @@ def add_parser(sub) -> None:
     add_config_flags(p, SamplingConfig, SAMPLING_FLAGS, presets=presets, pick=lambda cfg: cfg.sampling)
     p.add_argument("--frames", type=positive_int, default=DEFAULT_FRAMES,
                    help="frames sampled from a record's video file (round(linspace(0, n-1, FRAMES)))")
-    p.add_argument("--batch-size", type=positive_int, default=8, help="records rolled out together")
+    p.add_argument("--batch-size", type=positive_int, default=8,
+                   help="slots: records rolling out at once (continuous batching: a finished record's slot takes the next)")
     p.add_argument("--limit", type=positive_int, default=None, help="run only the first LIMIT usable records")
     p.add_argument("--n", type=positive_int, default=None,
                    help="records of a built-in benchmark made without --data (default 200)")

@@ -34,6 +34,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = Parser(prog="vilasr", description="ViLaSR: spatial reasoning by drawing, in JAX.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument("--no-compile-cache", action="store_true",
+                        help="do not keep compiled XLA programs between runs (by default they are kept in "
+                             "~/.cache/vilasr/xla, or $XDG_CACHE_HOME/vilasr/xla, so a second run does not "
+                             "compile again)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     draw.add_parser(sub)
     demo.add_parser(sub)
@@ -99,6 +103,10 @@ def main(argv: list[str] | None = None) -> int:
         with signals_stop():
             args = build_parser().parse_args(argv)
             command = f"vilasr {args.command}"
+            if not args.no_compile_cache and args.command != "plan":  # plan reads fresh compiles
+                from vilasr.compiled import use_persistent_cache
+
+                use_persistent_cache()
             return args.func(args)
     except KeyboardInterrupt as exc:  # Stopped, or Ctrl-C outside the handlers' reach
         signum = getattr(exc, "signum", 2)

@@ -1,12 +1,12 @@
-"""The benchmark runner: records -> batched rollouts -> scores -> `results.jsonl` -> `EvalSummary`.
+"""The benchmark runner: records -> rollouts -> scores -> `results.jsonl` -> `EvalSummary`.
 
 `run_eval(records, generate, out)` takes the rollout as a function (`generate(tasks)` returns one
 Trajectory-like object per RolloutTask: `.turns`, `.finish_reason`, `.response_len`, `.images`),
-so the same runner serves a real model (`model_generate`), a recorded or scripted one in tests,
-and a benchmark of batch sizes.
+so the same runner serves a real model (`model_generate`, which also streams records through
+continuous batching), a recorded or scripted one in tests, and a benchmark of slot counts.
 
-Resume: every finished record is one line of `out/results.jsonl`, appended and flushed batch by
-batch; a new run into the same folder skips the ids already there (a torn last line, from a
+Resume: every finished record is one line of `out/results.jsonl`, appended and flushed as it
+ends; a new run into the same folder skips the ids already there (a torn last line, from a
 killed run, is dropped). A record whose images cannot be read is written as a skipped line, so it
 is reported and not retried.
 """
@@ -15,14 +15,16 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import hashlib
+import itertools
 import json
 import os
 import re
 import zlib
 from collections import Counter
 from pathlib import Path
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 from drawing_ops import is_reflective, parse_tool_calls
 from drawing_ops.protocol import IMAGE_PLACEHOLDER, Role
@@ -208,10 +210,14 @@ def _write_images(out: Path, record: EvalRecord, images, num_inputs: int) -> lis
 def run_eval(records: Sequence[EvalRecord], generate: Callable, out: Path, *, benchmark: Benchmark,
              batch_size: int = 8, frames: int = 16, skipped: Sequence[Skipped] = (), progress: bool = True,
              stop=None, template_note: str = "") -> EvalSummary:
-    """Run every record not yet in `out/results.jsonl`, batch by batch, and summarise the whole file.
+    """Run every record not yet in `out/results.jsonl` and summarise the whole file.
 
-    `stop` (a vilasr.cli.interrupts.StopRequest, optional): checked between batches; when set, the
-    finished batches are kept and `stop.stop()` is called."""
+    A `generate` with a `stream(tasks, slots)` method (`model_generate`'s) rolls records out with
+    continuous batching through `batch_size` slots, reading each record's images only when a slot
+    is free for it, and each record's line is written as soon as its trajectory ends; a plain
+    `generate(tasks)` gets `batch_size` records at a time. `stop` (a
+    vilasr.cli.interrupts.StopRequest, optional): once set, no new record starts, the ones under
+    way finish and are kept, and `stop.stop()` is called."""
     from tqdm import tqdm
 
     out = Path(out)
@@ -222,32 +228,48 @@ def run_eval(records: Sequence[EvalRecord], generate: Callable, out: Path, *, be
     finished = len(records) - len(pending)
     bar = tqdm(total=len(records), initial=finished, desc=f"eval {benchmark}", unit="record",
                disable=not progress)
-    try:
-        for start in range(0, len(pending), batch_size):
-            batch = pending[start:start + batch_size]
-            lines, ready, inputs = [], [], []
-            for record in batch:
-                try:
-                    inputs.append(record_images(record, frames))
-                    ready.append(record)
-                except RecordError as e:
-                    lines.append(skipped_line(record, str(e)))
-            if ready:
-                trajectories = generate([make_task(r, im, benchmark) for r, im in zip(ready, inputs)])
-                for record, images, traj in zip(ready, inputs, trajectories):
-                    paths = _write_images(out, record, list(traj.images), len(images))
-                    lines.append(result_line(record, benchmark, traj, paths, len(images)))
-            append_lines(results_path, lines)
-            finished += len(batch)
-            bar.update(len(batch))
+    under_way: dict[int, tuple[EvalRecord, int]] = {}   # task position in the stream -> its record
+
+    handed = itertools.count()
+
+    def tasks():  # each record's images are read when a slot takes it; unreadable ones are written skipped
+        nonlocal finished
+        for record in pending:
             if stop is not None and stop.requested:
-                stop.stop(f"{finished} of {len(records)} records are in {results_path}; run the same command to "
-                          "resume")
+                return
+            try:
+                images = record_images(record, frames)
+            except RecordError as e:
+                append_lines(results_path, [skipped_line(record, str(e))])
+                finished += 1
+                bar.update(1)
+                continue
+            under_way[next(handed)] = (record, len(images))
+            yield make_task(record, images, benchmark)
+
+    stream = getattr(generate, "stream", None) or functools.partial(_batches, generate)
+    try:
+        for i, traj in stream(tasks(), batch_size):
+            record, num_inputs = under_way.pop(i)
+            paths = _write_images(out, record, list(traj.images), num_inputs)
+            append_lines(results_path, [result_line(record, benchmark, traj, paths, num_inputs)])
+            finished += 1
+            bar.update(1)
     finally:
         bar.close()
+    if stop is not None and stop.requested:
+        stop.stop(f"{finished} of {len(records)} records are in {results_path}; run the same command to resume")
     wanted = {r.id for r in records}
     lines = [line for line in read_results(results_path) if line["id"] in wanted]
     return summarize(lines, benchmark, skipped, template_note=template_note)
+
+
+def _batches(generate: Callable, tasks: Iterable, batch_size: int) -> Iterator[tuple[int, object]]:
+    """A plain `generate(list_of_tasks)` as a stream: `batch_size` tasks at a time."""
+    tasks, start = iter(tasks), 0
+    while batch := list(itertools.islice(tasks, batch_size)):
+        yield from enumerate(generate(batch), start)
+        start += len(batch)
 
 
 def summarize(lines: Sequence[dict], benchmark: Benchmark, skipped: Sequence[Skipped] = (),
@@ -280,11 +302,19 @@ def summarize(lines: Sequence[dict], benchmark: Benchmark, skipped: Sequence[Ski
         skipped=skipped, template_note=template_note)
 
 
-def model_generate(model, processor, config, seed: int = 0) -> Callable:
-    """`generate` for `run_eval` from a model, its processor and a RolloutConfig."""
-    from vilasr.rollout import rollout
+class model_generate:
+    """`generate` for `run_eval` from a model, its processor and a RolloutConfig: a batch of tasks
+    (`__call__`) or a stream of them through a number of slots (`stream`, continuous batching)."""
 
-    def generate(tasks):
-        return rollout(model, processor, tasks, config, seed=seed)
+    def __init__(self, model, processor, config, seed: int = 0):
+        self.model, self.processor, self.config, self.seed = model, processor, config, seed
 
-    return generate
+    def __call__(self, tasks):
+        from vilasr.rollout import rollout
+
+        return rollout(self.model, self.processor, tasks, self.config, seed=self.seed)
+
+    def stream(self, tasks: Iterable, slots: int) -> Iterator[tuple[int, object]]:
+        from vilasr.rollout.loop import rollout_stream
+
+        return rollout_stream(self.model, self.processor, tasks, self.config, seed=self.seed, slots=slots)

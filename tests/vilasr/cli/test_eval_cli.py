@@ -140,14 +140,14 @@ def test_an_interrupted_run_reports_what_is_done_and_resumes(tmp_path, capsys, m
         real(path, lines)
         calls.append(len(lines))
         if len(calls) == 1:
-            raise Stopped(2, "stopped after the first batch")
+            raise Stopped(2, "stopped after the first record")
 
     monkeypatch.setattr(runner, "append_lines", interrupted)
     args = ["eval", "--benchmark", "synth-maze", "--n", "3", "--batch-size", "2", "--out", str(out), *SMALL]
     assert main(args) == 130
-    assert len((out / "results.jsonl").read_text().splitlines()) == 2
-    assert json.loads((out / "summary.json").read_text())["scored"] == 2  # reported so far
+    assert len((out / "results.jsonl").read_text().splitlines()) == 1   # each record's line as it ends
+    assert json.loads((out / "summary.json").read_text())["scored"] == 1  # reported so far
     monkeypatch.setattr(runner, "append_lines", real)
     assert main(args) == 0
-    assert "3 record(s), 2 already done" in capsys.readouterr().out
+    assert "3 record(s), 1 already done" in capsys.readouterr().out
     assert json.loads((out / "summary.json").read_text())["scored"] == 3

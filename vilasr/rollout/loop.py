@@ -16,6 +16,7 @@ and their tokens do not depend on their batch-mates (per-row keys).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Iterable, Iterator, Sequence
 
@@ -253,9 +254,7 @@ class _Engine:
             starts = np.where(reset | (slot_ids >= self.slots), 0, starts)
             positions = prepare_inputs(self.model.config, ids, mask, np.array(grids, np.int32),
                                        start_positions=starts)["positions"]
-            embeds = jnp.concatenate(feats, axis=0)
-            total = two_per_octave(embeds.shape[0], MIN_CHUNK)   # image tokens padded too: one shape per bucket
-            embeds = jnp.pad(embeds, ((0, total - embeds.shape[0]), (0, 0)))
+            embeds = _pack_features(feats, two_per_octave(sum(f.shape[0] for f in feats), MIN_CHUNK))
         self.logits, self.cache = prefill_rows(self.parts, self.cache, self.logits, slot_ids, reset, ids, mask,
                                                positions, embeds)
         for row in rows:
@@ -274,6 +273,22 @@ class _Engine:
                                  forced=forced, banned=self.model.config.placeholder_ids, offsets=offsets, min_done=1)
         self.logits = out.logits
         return out
+
+
+@functools.partial(jax.jit, donate_argnums=0)
+def _place(buffer: jax.Array, feats: jax.Array, offset: jax.Array) -> jax.Array:
+    return jax.lax.dynamic_update_slice(buffer, feats.astype(buffer.dtype), (offset, jnp.zeros((), jnp.int32)))
+
+
+def _pack_features(feats: list[jax.Array], total: int) -> jax.Array:
+    """The images' features one after another in a (total, hidden) buffer (zeros after them). Placed
+    one by one by a jitted copy: an eager concatenate would compile once per combination of sizes."""
+    buffer = jnp.zeros((total, feats[0].shape[1]), feats[0].dtype)
+    offset = 0
+    for f in feats:
+        buffer = _place(buffer, f, jnp.asarray(offset, jnp.int32))
+        offset += f.shape[0]
+    return buffer
 
 
 def rollout_stream(model, processor, tasks: Iterable[RolloutTask], config: RolloutConfig = RolloutConfig(),

@@ -57,6 +57,20 @@ def quadrant_example(rng: np.random.Generator, size: int = 224) -> perception.Ex
     return perception.Example(perception.Family.MAZE, [image], qa, {"quadrant": q})
 
 
+COLOURS = {"red": (214, 39, 40), "green": (44, 160, 44), "blue": (31, 119, 180), "yellow": (230, 200, 20)}
+
+
+def colour_example(rng: np.random.Generator, size: int = 112) -> perception.Example:
+    """One disk of one of four colours, anywhere (a global property: what a short run learns first)."""
+    name = list(COLOURS)[int(rng.integers(len(COLOURS)))]
+    r = int(rng.integers(size // 6, size // 3))
+    cx, cy = (int(rng.integers(r, size - r)) for _ in range(2))
+    image = raster.canvas(size, size, (255, 255, 255))
+    raster.fill(image, raster.disk_mask(size, size, cx, cy, r), COLOURS[name])
+    qa = [perception.QA("colour of the disk", "What colour is the disk?", name)]
+    return perception.Example(perception.Family.MAZE, [image], qa, {"colour": name})
+
+
 def maze3_example(rng: np.random.Generator) -> perception.Example:
     config = maze.MazeConfig(min_n=3, max_n=3)
     example = perception.maze_example(rng, config)
@@ -71,7 +85,9 @@ def make(task: str, seed: int, split: str, index: int) -> perception.Example:
         return perception.maze_example(rng) if rng.random() < perception.MAZE_SHARE else \
             perception.multiview_example(rng)
     rng = sample_rng(f"probe-{task}", seed, split, index)
-    return {"quadrant": quadrant_example, "maze3": maze3_example}[task](rng)
+    if task == "quadrant-small":   # 112 px: 4x4 image tokens, fast enough for a unit test
+        return quadrant_example(rng, size=112)
+    return {"quadrant": quadrant_example, "maze3": maze3_example, "colour-small": colour_example}[task](rng)
 
 
 # ----------------------------------------------------------------------------- settings

@@ -351,3 +351,68 @@ def main(argv=None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+def greedy_box_iou(model, processor, examples, *, max_new: int = 24, batch_size: int = 32) -> dict:
+    """Per box kind, the share of held-out box questions whose FREELY generated (greedy) answer
+    is a box with IoU >= 0.5 with the true one (earlier turns hold the true answers), and the share
+    generated exactly. Full forwards over right-padded rows, one new token per row per forward."""
+    from vilasr.processing.image import resize_rgb, to_rgb_array
+    from vilasr.processing.processor import expand_placeholders
+    from vilasr.rollout.sampler import bucket
+
+    cfg = model.config
+    tok = processor.tokenizer
+    end = tok.token_to_id("<|im_end|>")
+    prompts = []   # (kind, answer, ids, images)
+    for ex in examples:
+        conv = ex.conversation()
+        images = [to_rgb_array(im) for im in ex.images]
+        sizes = [processor.image_processor.target_size(*im.shape[:2]) for im in images]
+        images = [im if im.shape[:2] == s else resize_rgb(im, *s) for im, s in zip(images, sizes)]
+        counts = [processor.num_image_tokens(*im.shape[:2]) for im in images]
+        for j, qa in enumerate(ex.qa):
+            if "box" not in qa.kind or "in a box" in qa.kind:
+                continue
+            text = processor.apply_chat_template(conv[:2 * j + 1], add_generation_prompt=True)
+            ids = tok.encode(expand_placeholders([text], counts, [])[0])
+            prompts.append((qa.kind, qa.answer, np.asarray(ids, np.int32), images))
+    hits: dict[str, list[tuple[bool, bool]]] = {}
+    for start in range(0, len(prompts), batch_size):
+        chunk = prompts[start:start + batch_size]
+        width = bucket(max(len(p[2]) for p in chunk) + max_new, 64)
+        ids = np.full((len(chunk), width), tok.pad_id, np.int32)
+        attn = np.zeros((len(chunk), width), bool)
+        lengths = np.array([len(p[2]) for p in chunk])
+        for b, p in enumerate(chunk):
+            ids[b, :len(p[2])], attn[b, :len(p[2])] = p[2], True
+        flat = [im for p in chunk for im in p[3]]
+        out = processor.image_processor(flat)
+        grids = np.asarray(out["image_grid_thw"])
+        pixels, padded = pad_patches(out["pixel_values"], grids)
+        plan = vision_plan(padded, cfg.vision)
+        done = np.zeros(len(chunk), bool)
+        generated = [[] for _ in chunk]
+        for _ in range(max_new):
+            positions = prepare_inputs(cfg, ids, attn, grids)["positions"]
+            pred = np.asarray(_predict(model, jnp.asarray(ids), jnp.asarray(attn), jnp.asarray(positions),
+                                       jnp.asarray(pixels), plan))
+            for b in range(len(chunk)):
+                if done[b]:
+                    continue
+                t = int(pred[b, lengths[b] - 1])
+                if t == end or lengths[b] >= width:
+                    done[b] = True
+                    continue
+                generated[b].append(t)
+                ids[b, lengths[b]], attn[b, lengths[b]] = t, True
+                lengths[b] += 1
+            if done.all():
+                break
+        for (kind, answer, _, _), g in zip(chunk, generated):
+            text = processor.decode(g)
+            hits.setdefault(kind, []).append((iou(parse_numbers(text), parse_numbers(answer)) >= 0.5,
+                                              text.strip() == answer))
+    return {k: {"iou50": round(float(np.mean([h[0] for h in v])), 4),
+                "exact": round(float(np.mean([h[1] for h in v])), 4), "questions": len(v)}
+            for k, v in sorted(hits.items())}

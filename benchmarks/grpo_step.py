@@ -8,6 +8,10 @@ matter for time): every turn but the last draws a box (scripted), the last is sa
 token cap. Medians of the steps after the first (which compiles).
 
     PYTHONPATH=. .venv/bin/python benchmarks/grpo_step.py [--steps 3] [--sweep group,turns,image]
+    PYTHONPATH=. .venv/bin/python benchmarks/grpo_step.py --demo --steps 5   # the demo's sizes
+
+The last columns: the share of a step's time spent compiling (CompileLog), in the first step and
+in the worst step after it.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from stages.prompts import load_prompts
 from stages.rl.grpo import GrpoTrainer, teacher_forced_logprobs, trajectory_batch
 from stages.sft import load_model
 from synth.io import png_bytes
+from vilasr.compiled import CompileLog
 from vilasr.rollout import RolloutConfig, SamplingConfig
 
 TEMPLATE = PromptTemplate(system="Draw, look, answer.", closing="")
@@ -64,14 +69,17 @@ def one(prompts_per_step: int, group: int, turns: int, size: int, steps: int, tu
         # sampled to the token cap: the random model's text is noise
         box = format_tool_turn("Box it.", [Box(1, (4, 4, size // 2, size // 2), "o")])
         forced = [[box] * (turns - 1)] * rows
-        times = {"rollout_s": [], "update_s": [], "recompute_s": []}
+        times = {"rollout_s": [], "update_s": [], "recompute_s": [], "compile_share": []}
         for step in range(steps):
             trainer.step = step
+            log = CompileLog().__enter__()
             started = time.perf_counter()
             grp = trainer.sample(prompts, forced_turns=forced)
             sampled = time.perf_counter()
             trainer.update(grp)
             updated = time.perf_counter()
+            log.__exit__()
+            times["compile_share"].append(log.seconds / (updated - started))
             batch, _ = trajectory_batch(grp.trajectories, processor.tokenizer.pad_id)
             ids, attn, _, pos, images = trainer.arrays(batch)
             teacher_forced_logprobs(model, ids, attn, pos, images, temperature=1.0).block_until_ready()
@@ -82,6 +90,7 @@ def one(prompts_per_step: int, group: int, turns: int, size: int, steps: int, tu
     # the first step compiles: medians of the rest
     return {"prompts": prompts_per_step, "G": group, "rows": rows, "max_turns": turns, "image": size,
             **{k: statistics.median(v[1:]) for k, v in times.items()}, "turns": summary["turns"],
+            "compile_share_max": max(times["compile_share"][1:]), "compile_share_first": times["compile_share"][0],
             "response_len": summary["response_len"], "length": batch.input_ids.shape[1]}
 
 
@@ -90,16 +99,19 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--turn-tokens", type=int, default=96, help="token cap per turn (a scripted box turn is ~55)")
     parser.add_argument("--sweep", default="group,turns,image")
+    parser.add_argument("--demo", action="store_true", help="only the demo's sizes: 4 prompts x 4, 4 turns, 224 px")
     args = parser.parse_args()
     print(f"load average at start: {os.getloadavg()}")
     base = {"prompts_per_step": 2, "group": 4, "turns": 2, "size": 112}
     sweeps = {"group": [("group", g) for g in (2, 4, 8)], "turns": [("turns", t) for t in (1, 2, 4)],
               "image": [("size", s) for s in (56, 112, 224)]}
     header = ("| prompts x G | turns | image px | padded length | rollout s | update s | update / rollout | "
-              "separate old-logp forward s |")
+              "separate old-logp forward s | compiling, step 1 | compiling, worst later step |")
     print(header)
     print("|---" * (header.count("|") - 1) + "|")
     seen = set()
+    if args.demo:
+        base, args.sweep, sweeps = {"prompts_per_step": 4, "group": 4, "turns": 4, "size": 224}, "demo", {"demo": [("size", 224)]}
     for name in args.sweep.split(","):
         for key, value in sweeps[name]:
             cfg = {**base, key: value}
@@ -109,7 +121,8 @@ def main() -> None:
             r = one(cfg["prompts_per_step"], cfg["group"], cfg["turns"], cfg["size"], args.steps, args.turn_tokens)
             print(f"| {r['prompts']} x {r['G']} | {r['turns']:.0f} | {r['image']} | {r['length']} | "
                   f"{r['rollout_s']:.2f} | {r['update_s']:.2f} | {r['update_s'] / r['rollout_s']:.2f} | "
-                  f"{r['recompute_s']:.2f} |", flush=True)
+                  f"{r['recompute_s']:.2f} | {100 * r['compile_share_first']:.0f} % | "
+                  f"{100 * r['compile_share_max']:.0f} % |", flush=True)
     print(f"load average at end: {os.getloadavg()}")
 
 

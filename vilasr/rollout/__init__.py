@@ -4,9 +4,10 @@
     sampler.py     jitted prefill + `lax.while_loop` decode over a donated KV cache
     vision.py      images on the device: preprocess, draw (JAX renderer) and encode
     trajectory.py  `RolloutTask` in, `Trajectory` out (`Segment`s of model / other tokens)
-    loop.py        the multi-turn loop on one persistent cache (`rollout`)
+    loop.py        the multi-turn loop on one persistent cache, continuous batching over slots
+                   (`rollout_stream`; `rollout` collects it in task order)
 
-The loop (and with it JAX) loads on first use of `rollout` or `prompt_length`.
+The loop (and with it JAX) loads on first use of `rollout`, `rollout_stream` or `prompt_length`.
 """
 
 from importlib import import_module
@@ -15,10 +16,11 @@ from drawing_ops.protocol import FinishReason
 from vilasr.rollout.config import RolloutConfig, SamplingConfig
 from vilasr.rollout.trajectory import RolloutTask, Segment, Trajectory
 
-__all__ = ["FinishReason", "RolloutConfig", "RolloutTask", "SamplingConfig", "Segment", "Trajectory", "prompt_length", "rollout"]
+__all__ = ["FinishReason", "RolloutConfig", "RolloutTask", "SamplingConfig", "Segment", "Trajectory", "prompt_length", "rollout",
+           "rollout_stream"]
 
 
 def __getattr__(name):
-    if name in ("rollout", "prompt_length"):
+    if name in ("rollout", "rollout_stream", "prompt_length"):
         return getattr(import_module("vilasr.rollout.loop"), name)
     raise AttributeError(f"module 'vilasr.rollout' has no attribute {name!r}")

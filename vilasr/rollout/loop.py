@@ -1,23 +1,30 @@
-"""Multi-turn drawing rollouts for a batch of tasks, on one persistent KV cache (docs/method.md, the loop).
+"""Multi-turn drawing rollouts with continuous batching, on one persistent KV cache (docs/method.md,
+the loop).
 
-Per turn: decode every live trajectory (vilasr.rollout.sampler), decide what each turn does
-(drawing_ops.turn_outcome: the reference's tolerance for bad tool calls and the image cap; the
-loop adds the per-turn token cap, the response budget and the turn budget), apply the drawing
-to its visual context with the JAX batch renderer, preprocess and encode *only the new images* on
-the device (vilasr.rollout.vision), and append the feedback turn to the cache. Nothing is ever
-re-encoded or re-prefilled: a trajectory's cost is its own new tokens. (`persistent_cache=False`
-re-prefills the whole conversation every turn instead -- the reference's way, kept as the
-benchmark peer and a test oracle.)
+`rollout_stream` keeps `slots` rows of one KV cache busy: each row holds one trajectory, and when
+one ends its row is emptied and takes the next waiting task at once, so the device decodes for
+full rows while tasks wait. Each round: admit tasks into free rows (their input images encoded on
+the device), prefill every row's pending chunk (a new prompt, or the feedback turn after a drawing)
+in one call, then decode the rows in a turn until one of them ends its turn (a row may be mid-turn
+across calls). A row whose turn ended is read (drawing_ops.turn_outcome: the reference's tolerance
+for bad tool calls and the image cap; the loop adds the per-turn token cap, the response budget
+and the turn budget); its drawing is applied with the JAX batch renderer and only the new images
+are encoded (vilasr.rollout.vision). Nothing is ever re-encoded or re-prefilled: a trajectory's
+cost is its own new tokens. (`persistent_cache=False` re-prefills the whole conversation every
+turn instead -- the reference's way, kept as the benchmark peer and a test oracle.)
 
 A trajectory ends with a `FinishReason`. A bad trajectory ends with its reason; the others go on,
-and their tokens do not depend on their batch-mates (per-row keys).
+and a task's tokens depend only on its own seed: every row has its own cache length, keys and caps,
+so neither its row nor its neighbours nor when it started change them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import math
+import time
 from typing import Iterable, Iterator, Sequence
 
 import jax
@@ -291,9 +298,27 @@ def _pack_features(feats: list[jax.Array], total: int) -> jax.Array:
     return buffer
 
 
+class _Clock:
+    """Seconds per phase of the loop (`times` of rollout_stream), the device synchronised first."""
+
+    def __init__(self, times: dict | None):
+        self.times = times
+
+    @contextlib.contextmanager
+    def __call__(self, phase: str, result=lambda: None):
+        if self.times is None:
+            yield
+            return
+        start = time.perf_counter()
+        yield
+        jax.block_until_ready(result())
+        self.times[phase] = self.times.get(phase, 0.0) + time.perf_counter() - start
+
+
 def rollout_stream(model, processor, tasks: Iterable[RolloutTask], config: RolloutConfig = RolloutConfig(),
                    seed: int = 0, slots: int = 8, forced_turns: Sequence[Sequence[str]] | None = None,
-                   progress: bool = False, total: int | None = None) -> Iterator[tuple[int, Trajectory]]:
+                   progress: bool = False, total: int | None = None,
+                   times: dict | None = None) -> Iterator[tuple[int, Trajectory]]:
     """Run the multi-turn drawing loop for every task with continuous batching: `slots` rows of one
     KV cache each hold one trajectory, and a row whose trajectory ends takes the next waiting task
     at once. Yields (task position, Trajectory) as trajectories end (not in task order); tasks are
@@ -304,12 +329,14 @@ def rollout_stream(model, processor, tasks: Iterable[RolloutTask], config: Rollo
     `forced_turns[i]` (optional) scripts task i's first model turns: each text (its end-of-turn
     token appended) is emitted instead of sampled, with the model's log-probabilities recorded --
     to score a known trajectory, or to drive the loop deterministically in tests. Later turns
-    are sampled.
+    are sampled. `times` (a dict, optional) gains the seconds spent per phase: prefill, decode,
+    vision (encoding and drawing images), the rest is the host's.
     """
     if isinstance(slots, bool) or not isinstance(slots, int) or slots < 1:
         raise ConfigError(f"slots must be a positive integer, got {slots!r}")
     release_compiled_programs()   # many rollouts in one process meet many shapes (vilasr.compiled)
     engine = _Engine(model, processor, config, slots)
+    clock = _Clock(times)
     tok = processor.tokenizer
     stop_ids = sorted(set(tok.eos_ids) | {tok.im_end_id})
     base_key = jax.random.key(seed)
@@ -336,12 +363,14 @@ def rollout_stream(model, processor, tasks: Iterable[RolloutTask], config: Rollo
             if not rows:
                 break
             if admitted:
-                _attach_prompt_features(engine.vision, admitted)
+                with clock("vision", lambda: [r.chunk.feats for r in admitted]):
+                    _attach_prompt_features(engine.vision, admitted)
             # room for every row's tokens and one decode window more (before the chunks go in)
             engine.fit(max(r.cache_len for r in rows) + engine.window)
             pending = [r for r in rows if r.chunk is not None]
             if pending:
-                engine.prefill(pending)
+                with clock("prefill", lambda: engine.logits):
+                    engine.prefill(pending)
             # start turns; a row with no budget left ends here
             for row in rows:
                 if row.turn is None:
@@ -349,7 +378,8 @@ def rollout_stream(model, processor, tasks: Iterable[RolloutTask], config: Rollo
             ended = [r for r in rows if not r.live]
             writing = [r for r in rows if r.live]
             if writing:
-                out = engine.decode(writing, stop_ids, tok.pad_id)
+                with clock("decode"):
+                    out = engine.decode(writing, stop_ids, tok.pad_id)
                 turn_ends = []
                 for row in writing:
                     b = row.slot
@@ -357,7 +387,7 @@ def rollout_stream(model, processor, tasks: Iterable[RolloutTask], config: Rollo
                     row.turn.logprobs += out.logprobs[b].tolist()
                     if out.ended[b]:
                         turn_ends.append((row, bool(out.stopped[b])))
-                _end_turns(turn_ends, processor, config, budget, engine.vision, stop_ids)
+                _end_turns(turn_ends, processor, config, budget, engine.vision, stop_ids, clock)
                 ended += [r for r, _ in turn_ends if not r.live]
             for row in ended:
                 in_slot[row.slot] = None
@@ -428,7 +458,7 @@ def _start_turn(row: _Row, config: RolloutConfig, budget: float, tok) -> None:
 
 
 def _end_turns(ends: list[tuple[_Row, bool]], processor, config: RolloutConfig, budget: float, vision,
-               stop_ids) -> None:
+               stop_ids, clock: _Clock) -> None:
     """Rows whose model turn ended: read it, decide, draw the new images (all rows' together on
     the device) and queue each row's feedback turn as its next chunk."""
     tok = processor.tokenizer
@@ -449,8 +479,9 @@ def _end_turns(ends: list[tuple[_Row, bool]], processor, config: RolloutConfig, 
         if row.finish_reason is None:
             jobs[id(row)] = (row, row.context.plan_outcome(outcome))
     flat = [(row, job) for row, js in jobs.values() for job in js]
-    drawn, feats = vision.draw([row.context.images[j.source - 1] for row, j in flat],
-                               [j.annotations for _, j in flat]) if flat else ([], [])
+    with clock("vision"):
+        drawn, feats = vision.draw([row.context.images[j.source - 1] for row, j in flat],
+                                   [j.annotations for _, j in flat]) if flat else ([], [])
     cursor = 0
     for row, js in jobs.values():
         row_drawn, row_feats = drawn[cursor:cursor + len(js)], feats[cursor:cursor + len(js)]

@@ -108,7 +108,9 @@ class DemoPlan:
     rl_temperature: float = 0.6
     max_turn_tokens: int = 384
     max_response_tokens: int = 1536
-    eval_batch: int = 40
+    # evaluation slots (continuous batching): on the 2-core machine 8 slots ran the rollout loop at
+    # 582 tokens/s, 32 slots at 383 (benchmarks/rollout_throughput.py, 200 maze records)
+    eval_batch: int = 8
     gallery_records: int = 12           # per benchmark, from the final model
     seed: int = 0
 

@@ -273,7 +273,7 @@ class _Engine:
             row.chunk = None
 
     def decode(self, rows: list[_Row], stop_ids, pad_id: int) -> TurnOutput:
-        """One decode call for the rows in a turn; returns as soon as one of them ends its turn."""
+        """One decode call for the rows in a turn; returns once EXIT_SHARE of them ended their turn."""
         active, caps, offsets = np.zeros(self.slots, bool), np.ones(self.slots, np.int32), np.zeros(self.slots, np.int32)
         keys = [self.idle_key] * self.slots
         forced = [None] * self.slots

@@ -34,7 +34,7 @@ PROMPT = 64
 
 
 def cache_bytes_per_row(cache) -> int:
-    return sum(a.nbytes for a in (cache.k, cache.v, cache.mask)) // cache.mask.shape[0]
+    return sum(a.nbytes for a in (cache.k, cache.v, cache.lengths, cache.next_pos)) // cache.batch
 
 
 def decode_rate(model, batch: int, new_tokens: int, repeats: int) -> dict:

@@ -314,8 +314,8 @@ class Qwen25VL(nnx.Module):
             # skipped: an out-of-range slot, never written); a query sees its row's slots up to its own
             written = jnp.cumsum(mask, axis=1, dtype=jnp.int32)
             lengths = cache.lengths + written[:, -1]
-            slots = jnp.where(mask, cache.lengths[:, None] + written - 1, cache.max_len)
             q_slot = cache.lengths[:, None] + written - 1
+            slots = jnp.where(mask, q_slot, cache.max_len)
             attn_mask = jnp.arange(cache.max_len)[None, None, :] <= q_slot[:, :, None]
             used = jnp.max(lengths)
             per_layer = isinstance(cache.k, tuple)

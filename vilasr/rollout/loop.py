@@ -434,10 +434,11 @@ def _new_row(processor, task: RolloutTask, position: int, slot: int, key, config
     ids = _tokens(processor, processor.apply_chat_template(row.messages, add_generation_prompt=True), shapes)
     row.add(ids, False)
     row.prompt_len = len(ids)
-    row.grids += [vision.grid(*s) for s in shapes]
+    grids = [vision.grid(*s) for s in shapes]
+    row.grids += grids
     row.images_encoded += len(shapes)
     row.tokens_processed += len(ids)
-    row.chunk = _Chunk(ids, [], [vision.grid(*s) for s in shapes], reset=True)
+    row.chunk = _Chunk(ids, [], grids, reset=True)   # features attached once the admitted rows are encoded
     return row
 
 
@@ -468,7 +469,7 @@ def _end_turns(ends: list[tuple[_Row, bool]], processor, config: RolloutConfig, 
     """Rows whose model turn ended: read it, decide, draw the new images (all rows' together on
     the device) and queue each row's feedback turn as its next chunk."""
     tok = processor.tokenizer
-    jobs = {}
+    jobs = []   # (row, its drawing jobs) for the rows that go on
     for row, stopped in ends:
         turn, row.turn = row.turn, None
         ids = np.asarray(turn.ids, np.int32)
@@ -483,13 +484,13 @@ def _end_turns(ends: list[tuple[_Row, bool]], processor, config: RolloutConfig, 
         row.answer = outcome.answer
         row.finish_reason = _loop_reason(outcome, stopped, turn.hit_budget, turn.number, row.max_turns)
         if row.finish_reason is None:
-            jobs[id(row)] = (row, row.context.plan_outcome(outcome))
-    flat = [(row, job) for row, js in jobs.values() for job in js]
+            jobs.append((row, row.context.plan_outcome(outcome)))
+    flat = [(row, job) for row, js in jobs for job in js]
     with clock("vision"):
         drawn, feats = vision.draw([row.context.images[j.source - 1] for row, j in flat],
                                    [j.annotations for _, j in flat]) if flat else ([], [])
     cursor = 0
-    for row, js in jobs.values():
+    for row, js in jobs:
         row_drawn, row_feats = drawn[cursor:cursor + len(js)], feats[cursor:cursor + len(js)]
         cursor += len(js)
         shapes = [im.shape[:2] for im in row_drawn]

@@ -44,6 +44,8 @@ WEIGHTS = "model.safetensors"
 MANIFEST = "PRETRAIN.json"
 CHECKPOINT = "checkpoint.npz"
 HELDOUT_SPLIT = "perception-heldout"   # the record's questions: a split training never draws from
+HELDOUT_CURVE = "heldout.jsonl"        # the learning curve: held-out scores every heldout_every steps
+HELDOUT_CURVE_EXAMPLES = 48
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,7 +53,7 @@ class PretrainPlan:
     """How the base model is made: the stream, the steps and the optimiser on top of the tiny preset."""
 
     images: int = 1_000_000      # distinct stream examples before it cycles (default: always fresh)
-    steps: int = 1800
+    steps: int = 4800
     batch_size: int = 8
     learning_rate: float = 2e-3  # the decoder's peak rate
     vision_lr: float = 2e-4      # the tower's and the merger's peak rate
@@ -61,7 +63,11 @@ class PretrainPlan:
     # apart are indistinguishable): a small theta and more bands for height and width
     rope_theta: float = 10.0
     mrope_section: tuple[int, int, int] = (2, 7, 7)
+    # coarse to fine: the largest maze side in each equal part of the steps (3x3 mazes first,
+    # where one question kind alone is learned in 300 steps: docs/base_probes.md, gate b)
+    maze_curriculum: tuple[int, ...] = (3, 4, 5, 6)
     save_every: int = 200
+    heldout_every: int = 400     # score HELDOUT_CURVE_EXAMPLES held-out examples (real and white images)
     report_examples: int = 100   # held-out perception examples the record scores the model on
 
     def probe_settings(self, seed: int):
@@ -72,11 +78,30 @@ class PretrainPlan:
                              weight_decay=self.weight_decay, rope_theta=self.rope_theta,
                              mrope_section=tuple(self.mrope_section), seed=seed)
 
+    def maze_max_n(self, step: int) -> int:
+        return self.maze_curriculum[min(step * len(self.maze_curriculum) // self.steps, len(self.maze_curriculum) - 1)]
+
     def validate(self) -> None:
         if min(self.images, self.steps, self.batch_size) < 1:
             raise ConfigError("a pretraining plan needs images, steps and batch_size >= 1")
+        if not self.maze_curriculum or min(self.maze_curriculum) < 2:
+            raise ConfigError("maze_curriculum needs one or more maze sides >= 2")
         if self.learning_rate <= 0 or self.vision_lr < 0:
             raise ConfigError("learning rates must be positive (vision_lr 0 freezes the tower)")
+
+
+def _write_curve_point(path: Path, step: int, model, processor, seed: int, bar) -> None:
+    """One point of the learning curve: exact share per kind on held-out examples, real vs white."""
+    from stages.base_probe import score
+
+    scores = score(model, processor, heldout_examples(seed, HELDOUT_CURVE_EXAMPLES), conditions=("real", "white"))
+    point = {"step": step, **{cond: {k: v["exact"] for k, v in by_kind.items()} for cond, by_kind in scores.items()}}
+    kept = [line for line in path.read_text(encoding="utf-8").splitlines()
+            if json.loads(line)["step"] < step] if path.exists() else []   # a resumed run rewrites its later points
+    path.write_text("".join(line + "\n" for line in kept) + json.dumps(point) + "\n", encoding="utf-8")
+    if bar is not None:
+        bar.write(f"held-out at step {step}: " + ", ".join(
+            f"{k} {point['real'][k]:.0%}/{point['white'][k]:.0%}" for k in point["real"]) + " (real/white)")
 
 
 def weights_sha256(model_dir: Path) -> str:
@@ -175,7 +200,8 @@ def run_pretrain(*, out, seed: int = 0, plan: PretrainPlan = PretrainPlan(), com
         with open(metrics_path, "a", encoding="utf-8") as metrics:
             while step < plan.steps and not stop:
                 t0 = time.perf_counter()
-                examples = [perception.make_example(seed, (step * plan.batch_size + k) % plan.images)
+                examples = [perception.make_example(seed, (step * plan.batch_size + k) % plan.images,
+                                                    maze_max_n=plan.maze_max_n(step))
                             for k in range(plan.batch_size)]
                 arrays, batch = batch_arrays(examples, processor, cfg, settings.max_seq_len)
                 loss = float(train_step(model, optimizer, *arrays))
@@ -187,6 +213,8 @@ def run_pretrain(*, out, seed: int = 0, plan: PretrainPlan = PretrainPlan(), com
                 if bar is not None:
                     bar.update(1)
                     bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
+                if plan.heldout_every and step % plan.heldout_every == 0 and step < plan.steps:
+                    _write_curve_point(out / HELDOUT_CURVE, step, model, processor, seed + 1, bar)
                 if step % plan.save_every == 0 and step < plan.steps:
                     _save(out / CHECKPOINT, step, model, optimizer, losses)
         _save(out / CHECKPOINT, step, model, optimizer, losses)

@@ -231,12 +231,15 @@ def iou(a, b) -> float:
     return inter / union if union > 0 else 0.0
 
 
-def score(model, processor, examples, *, batch_size: int = 16, max_seq_len: int = 1024) -> dict:
+def score(model, processor, examples, *, batch_size: int = 16, max_seq_len: int = 1024,
+          conditions=("real", "white", "other")) -> dict:
     """Per condition (real/white/other) and question kind: exact share (teacher-forced argmax),
     and for box answers the share with IoU >= 0.5 of the teacher-forced decoded box."""
     cfg = model.config
     result = {}
     for cond, images in ablations(examples).items():
+        if cond not in conditions:
+            continue
         hits: dict[str, list[bool]] = {}
         boxes: dict[str, list[bool]] = {}
         for start in range(0, len(examples), batch_size):

@@ -142,13 +142,16 @@ def _choose(rng, pool: list[QA], text_only: list[QA] = ()) -> list[QA]:
     return [chosen[k] for k in rng.permutation(len(chosen))]
 
 
-def make_example(seed: int, index: int, split: str = SPLIT) -> Example:
+def make_example(seed: int, index: int, split: str = SPLIT, *, maze_max_n: int | None = None) -> Example:
     """Example `index` of the stream `seed` of `split`: a maze (60 %) or a multi-view scene.
-    Training draws from SPLIT; a held-out report uses another split name (stages.base)."""
+    Training draws from SPLIT; a held-out report uses another split name (stages.base).
+    `maze_max_n` caps the maze's side (a coarse-to-fine curriculum; default MAZE_CONFIG's)."""
     if split in BENCHMARK_SPLITS:
         raise SynthError(f"split {split!r} belongs to the benchmarks; perception data never uses it")
     rng = sample_rng("perception", seed, split, index)
-    return maze_example(rng) if rng.random() < MAZE_SHARE else multiview_example(rng)
+    config = MAZE_CONFIG if maze_max_n is None else dataclasses.replace(
+        MAZE_CONFIG, max_n=max(MAZE_CONFIG.min_n, min(maze_max_n, MAZE_CONFIG.max_n)))
+    return maze_example(rng, config) if rng.random() < MAZE_SHARE else multiview_example(rng)
 
 
 def write_dataset(out_dir, n: int, seed: int = 0, *, progress: bool = True) -> Path:

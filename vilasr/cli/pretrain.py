@@ -33,6 +33,13 @@ def add_parser(sub) -> None:
                      help="conversations per step (default: %(default)s)")
     cmd.add_argument("--learning-rate", type=float, default=plan.learning_rate,
                      help="peak learning rate, cosine schedule (default: %(default)s)")
+    cmd.add_argument("--vision-learning-rate", type=float, default=plan.vision_lr,
+                     help="peak learning rate of the vision tower and merger; 0 freezes them (default: %(default)s)")
+    cmd.add_argument("--maze-curriculum", type=int, nargs="+", default=list(plan.maze_curriculum),
+                     help="largest maze side in each equal part of the steps, coarse to fine (default: %(default)s)")
+    cmd.add_argument("--heldout-every", type=non_negative_int, default=plan.heldout_every,
+                     help="score held-out examples (real vs white images) every N steps into "
+                          "OUT/heldout.jsonl; 0: never (default: %(default)s)")
     cmd.add_argument("--report-examples", type=non_negative_int, default=plan.report_examples,
                      help="held-out perception examples the record scores the model on (default: %(default)s)")
     cmd.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -50,12 +57,16 @@ def run(args) -> int:
         raise ConfigError("--images, --steps and --batch-size must be >= 1")
     check_output_folder(args.out)
     plan = PretrainPlan(images=args.images, steps=args.steps, batch_size=args.batch_size,
-                        learning_rate=args.learning_rate, report_examples=args.report_examples)
+                        learning_rate=args.learning_rate, vision_lr=args.vision_learning_rate,
+                        maze_curriculum=tuple(args.maze_curriculum), heldout_every=args.heldout_every,
+                        report_examples=args.report_examples)
+    plan.validate()
     # every setting spelled out, so the record reproduces the run whatever the defaults become
     command = shlex.join(["vilasr", "pretrain-base", "--out", str(args.out), "--seed", str(args.seed), "--images",
                           str(plan.images), "--steps", str(plan.steps), "--batch-size", str(plan.batch_size),
-                          "--learning-rate", str(plan.learning_rate), "--report-examples",
-                          str(plan.report_examples)])
+                          "--learning-rate", str(plan.learning_rate), "--vision-learning-rate", str(plan.vision_lr),
+                          "--maze-curriculum", *map(str, plan.maze_curriculum), "--heldout-every",
+                          str(plan.heldout_every), "--report-examples", str(plan.report_examples)])
     result = run_pretrain(out=args.out, seed=args.seed, plan=plan, command=command, progress=not args.no_progress)
     if result.model_dir is None:
         signum = signal.SIGINT if result.run.stop is StopReason.INTERRUPTED else signal.SIGTERM

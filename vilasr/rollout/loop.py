@@ -197,11 +197,22 @@ def two_per_octave(n: int, floor: int) -> int:
 
 
 def row_bucket(n: int, slots: int) -> int:
-    """Rows of a prefill call: 1, 4, 16, ... (powers of four) up to the slot count."""
+    """Rows of a prefill call: 1, 2, 4, 8, ... up to the slot count. A prefill's cost is its rows
+    times its width times the keys it reads, so a padded row costs as much as a real one (powers
+    of four had up to 4x the rows at 32 slots: prefill was then half the loop's time)."""
     size = 1
     while size < n:
-        size *= 4
+        size *= 2
     return min(size, slots)
+
+
+def width_groups(rows: list[_Row]) -> list[list[_Row]]:
+    """Pending rows grouped by the width bucket of their chunk, one prefill call each: a new
+    prompt (~250 tokens) and a feedback turn (~100) in one call would pad every row to the wider."""
+    groups: dict[int, list[_Row]] = {}
+    for row in rows:
+        groups.setdefault(two_per_octave(len(row.chunk.ids), MIN_CHUNK), []).append(row)
+    return [groups[w] for w in sorted(groups)]
 
 
 # ----------------------------------------------------------------------------- one trajectory
@@ -376,7 +387,8 @@ def rollout_stream(model, processor, tasks: Iterable[RolloutTask], config: Rollo
             pending = [r for r in rows if r.chunk is not None]
             if pending:
                 with clock("prefill", lambda: engine.logits):
-                    engine.prefill(pending)
+                    for group in width_groups(pending):
+                        engine.prefill(group)
             # start turns; a row with no budget left ends here
             for row in rows:
                 if row.turn is None:

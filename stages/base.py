@@ -45,7 +45,6 @@ MANIFEST = "PRETRAIN.json"
 CHECKPOINT = "checkpoint.npz"
 HELDOUT_SPLIT = "perception-heldout"   # the record's questions: a split training never draws from
 HELDOUT_CURVE = "heldout.jsonl"        # the learning curve: held-out scores every heldout_every steps
-HELDOUT_CURVE_EXAMPLES = 48
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,7 +66,8 @@ class PretrainPlan:
     # where one question kind alone is learned in 300 steps: docs/base_probes.md, gate b)
     maze_curriculum: tuple[int, ...] = (3, 4, 5, 6)
     save_every: int = 200
-    heldout_every: int = 400     # score HELDOUT_CURVE_EXAMPLES held-out examples (real and white images)
+    heldout_every: int = 400     # score curve_examples held-out examples (real and white images)
+    curve_examples: int = 48
     report_examples: int = 100   # held-out perception examples the record scores the model on
 
     def probe_settings(self, seed: int):
@@ -90,11 +90,11 @@ class PretrainPlan:
             raise ConfigError("learning rates must be positive (vision_lr 0 freezes the tower)")
 
 
-def _write_curve_point(path: Path, step: int, model, processor, seed: int, bar) -> None:
+def _write_curve_point(path: Path, step: int, model, processor, seed: int, n: int, bar) -> None:
     """One point of the learning curve: exact share per kind on held-out examples, real vs white."""
     from stages.base_probe import score
 
-    scores = score(model, processor, heldout_examples(seed, HELDOUT_CURVE_EXAMPLES), conditions=("real", "white"))
+    scores = score(model, processor, heldout_examples(seed, n), conditions=("real", "white"))
     point = {"step": step, **{cond: {k: v["exact"] for k, v in by_kind.items()} for cond, by_kind in scores.items()}}
     kept = [line for line in path.read_text(encoding="utf-8").splitlines()
             if json.loads(line)["step"] < step] if path.exists() else []   # a resumed run rewrites its later points
@@ -214,7 +214,7 @@ def run_pretrain(*, out, seed: int = 0, plan: PretrainPlan = PretrainPlan(), com
                     bar.update(1)
                     bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
                 if plan.heldout_every and step % plan.heldout_every == 0 and step < plan.steps:
-                    _write_curve_point(out / HELDOUT_CURVE, step, model, processor, seed + 1, bar)
+                    _write_curve_point(out / HELDOUT_CURVE, step, model, processor, seed + 1, plan.curve_examples, bar)
                 if step % plan.save_every == 0 and step < plan.steps:
                     _save(out / CHECKPOINT, step, model, optimizer, losses)
         _save(out / CHECKPOINT, step, model, optimizer, losses)

@@ -67,3 +67,20 @@ def test_a_short_run_reads_its_images_and_the_ablation_shows_it():
     assert exact["real"] - exact["white"] >= 0.4 and exact["real"] - exact["other"] >= 0.4, exact
     # the features stay near the text embeddings' scale (in the old base they grew to ~30 vs 0.24)
     assert result["diagnosis"]["feature_norm"] < 20 * result["diagnosis"]["text_norm"], result["diagnosis"]
+
+
+def test_the_curriculum_and_the_learning_curve(tmp_path):
+    """Mazes grow from coarse to fine over equal parts of the steps, and a run writes held-out
+    scores (real vs white images) every `heldout_every` steps, rewritten from there on a resume."""
+    from stages.base import HELDOUT_CURVE
+    from synth import perception
+
+    plan = PretrainPlan(steps=8, maze_curriculum=(3, 5))
+    assert [plan.maze_max_n(s) for s in (0, 3, 4, 7)] == [3, 3, 5, 5]
+    sides = {perception.make_example(0, i, maze_max_n=3).facts.get("n") for i in range(20)}
+    assert sides - {None} == {3}   # mazes capped at 3x3 (multi-view examples have no side)
+    run = run_pretrain(out=tmp_path, seed=0, plan=dataclasses.replace(SHORT, heldout_every=1, curve_examples=3), progress=False)
+    assert run.model_dir is not None
+    curve = [json.loads(line) for line in (tmp_path / HELDOUT_CURVE).read_text().splitlines()]
+    assert [p["step"] for p in curve] == [1]
+    assert curve[0]["real"].keys() == curve[0]["white"].keys() and "maze: cell of S/G" in curve[0]["real"]
